@@ -1,0 +1,182 @@
+"""From a card and an input shape to a module and example inputs.
+
+Shapes are ``(B, C, H, W)`` for every block, or ``(B, N, C)`` for token (BNC) blocks. A BNC block given a
+4-D shape is wrapped in :class:`attnzoo.blocks.adapters.TokensFromFeatureMap`, which flattens the feature
+map to ``(B, H*W, C)`` with a permute, so every block built from a 4-D shape maps BCHW to BCHW.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import math
+import operator
+import tomllib
+from typing import Any, Sequence
+
+from attnzoo.errors import ConfigError, ShapeError
+from attnzoo.registry import BlockSpec
+
+Shape = tuple[int, ...]
+_SYMBOLS = frozenset("BCHWN")
+
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.FloorDiv: operator.floordiv,
+           ast.Div: operator.truediv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+
+
+def parse_shape(text: str | Sequence[int]) -> Shape:
+    """``"128,256,24,24"`` (or ``x`` separated) to a tuple of positive ints; 3 or 4 dimensions."""
+    if isinstance(text, str):
+        parts = [p for p in text.replace("x", ",").replace(" ", "").split(",") if p]
+        try:
+            dims = tuple(int(p) for p in parts)
+        except ValueError:
+            raise ShapeError(f"malformed shape '{text}': expected integers like 128,256,24,24") from None
+    else:
+        dims = tuple(int(d) for d in text)
+    if len(dims) not in (3, 4):
+        raise ShapeError(f"shape {format_shape(dims)} has {len(dims)} dimensions; give B,C,H,W (or B,N,C for token blocks)")
+    if any(d < 1 for d in dims):
+        raise ShapeError(f"shape {format_shape(dims)} has a dimension below 1")
+    return dims
+
+
+def format_shape(shape: Sequence[int]) -> str:
+    return ",".join(str(d) for d in shape)
+
+
+def shape_symbols(shape: Shape) -> dict[str, int]:
+    """The symbols a card may use: B, C, H, W, N. A (B, N, C) shape has H = W = sqrt(N) when N is square."""
+    if len(shape) == 4:
+        b, c, h, w = shape
+        return {"B": b, "C": c, "H": h, "W": w, "N": h * w}
+    b, n, c = shape
+    symbols = {"B": b, "N": n, "C": c}
+    side = math.isqrt(n)
+    if side * side == n:
+        symbols.update(H=side, W=side)
+    return symbols
+
+
+def evaluate(expr: str, symbols: dict[str, int]) -> int | float:
+    """Evaluate an arithmetic expression over the shape symbols (no calls, no attributes)."""
+
+    def walk(node: ast.AST) -> int | float:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id not in symbols:
+                raise ShapeError(f"'{expr}' needs {node.id}, which a shape of this rank does not give")
+            return symbols[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            return _BINARY[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -walk(node.operand)
+        raise ValueError(f"unsupported expression '{expr}'")
+
+    return walk(ast.parse(expr, mode="eval"))
+
+
+def _is_expression(value: str) -> bool:
+    try:
+        tree = ast.parse(value, mode="eval")
+    except SyntaxError:
+        return False
+    return all(not isinstance(n, ast.Name) or n.id in _SYMBOLS for n in ast.walk(tree)) and any(
+        isinstance(n, ast.Name) for n in ast.walk(tree))
+
+
+def resolve_args(spec: BlockSpec, shape: Shape, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The constructor keywords for ``spec`` at ``shape``: card args with shape expressions evaluated."""
+    symbols = shape_symbols(shape)
+    kwargs: dict[str, Any] = {}
+    for key, value in {**spec.args, **(overrides or {})}.items():
+        kwargs[key] = evaluate(value, symbols) if isinstance(value, str) and _is_expression(value) else value
+    return kwargs
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with a TOML value (``16``, ``0.5``, ``true``, ``"avg"``, ``[3, 5]``); bare words are strings."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise ConfigError(f"--set expects key=value, got '{text}'")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def import_target(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import '{module_name}' for target '{target}': {exc}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"'{module_name}' has no attribute '{attr}' (target '{target}')") from None
+    return obj
+
+
+def _shape_from_expression(spec: BlockSpec, expr: str, shape: Shape) -> Shape:
+    dims = tuple(int(evaluate(part, shape_symbols(shape))) for part in expr.split(","))
+    if any(d < 1 for d in dims):
+        raise ShapeError(f"{spec.name} cannot take shape {format_shape(shape)}: {expr} would be {format_shape(dims)}")
+    return dims
+
+
+def input_shapes(spec: BlockSpec, shape: Shape) -> list[Shape]:
+    """The shape of each example input: the given shape, or the card's expressions evaluated at it."""
+    if not spec.input_shapes:
+        return [shape] * spec.inputs
+    return [_shape_from_expression(spec, expr, shape) for expr in spec.input_shapes]
+
+
+def output_shape(spec: BlockSpec, shape: Shape) -> Shape:
+    """The shape the block returns for input ``shape``: the first input's, unless the card says otherwise."""
+    return _shape_from_expression(spec, spec.output_shape, shape) if spec.output_shape else input_shapes(spec, shape)[0]
+
+
+def build_module(spec: BlockSpec, shape: Shape, overrides: dict[str, Any] | None = None):
+    """Construct the block for ``shape`` (wrapping BNC blocks for 4-D shapes). Raises ShapeError or ConfigError."""
+    import torch.nn as nn
+
+    from attnzoo.blocks.adapters import TokensFromFeatureMap
+
+    if spec.layout == "BNC" and len(shape) not in (3, 4):
+        raise ShapeError(f"{spec.name} takes B,C,H,W or B,N,C, got {format_shape(shape)}")
+    if spec.layout == "BCHW" and len(shape) != 4:
+        raise ShapeError(f"{spec.name} works on feature maps: give B,C,H,W, got {format_shape(shape)}")
+    kwargs = resolve_args(spec, shape, overrides)
+    constructor = import_target(spec.target)
+    try:
+        module = constructor(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{spec.name}: {exc}") from None
+    except (ValueError, AssertionError) as exc:
+        raise ShapeError(f"{spec.name} cannot take shape {format_shape(shape)}: {exc}") from None
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"{spec.name}: target '{spec.target}' did not build an nn.Module")
+    if spec.layout == "BNC" and len(shape) == 4:
+        module = TokensFromFeatureMap(module)
+    return module
+
+
+def create(spec: BlockSpec, shape: str | Sequence[int], overrides: dict[str, Any] | None = None,
+           device: str = "cpu", dtype: Any = None, seed: int = 0):
+    """The block built for ``shape`` and a tuple of example inputs (seeded normal noise) on ``device``."""
+    import torch
+
+    dims = parse_shape(shape)
+    module = build_module(spec, dims, overrides)
+    generator = torch.Generator().manual_seed(seed)
+    inputs = tuple(torch.randn(s, generator=generator) for s in input_shapes(spec, dims))
+    module = module.to(device=device, dtype=dtype)
+    inputs = tuple(x.to(device=device, dtype=dtype) for x in inputs)
+    return module, inputs

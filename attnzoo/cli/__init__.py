@@ -1,0 +1,49 @@
+"""Command-line entry point: ``attnzoo``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+import click
+
+from attnzoo.cli.app import app
+from attnzoo.cli import info_cmd, list_cmd  # noqa: F401  (each module registers its command on app)
+from attnzoo.cli import profile_cmd, sweep_cmd, train_cmd  # noqa: F401
+from attnzoo.cli.common import debug_enabled
+from attnzoo.errors import AttnzooError
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit status. Expected errors become one line on stderr, not a traceback.
+
+    Set ATTNZOO_DEBUG=1 (or pass --debug) to see the traceback instead.
+    """
+    args = [a for a in (sys.argv[1:] if argv is None else list(argv)) if a != "--debug"]
+    try:
+        result = app(args=args, prog_name="attnzoo", standalone_mode=False)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("attnzoo: interrupted", file=sys.stderr)
+        return 130
+    except AttnzooError as exc:
+        if debug_enabled():
+            raise
+        print(f"attnzoo: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if debug_enabled():
+            raise
+        print("attnzoo: error: out of memory", file=sys.stderr)
+        return 3
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,14 @@
+"""The Typer application. Command modules attach themselves to ``app``; none imports torch at import time."""
+
+from __future__ import annotations
+
+import typer
+
+HELP = """attnzoo: a zoo and profiler of computer-vision attention blocks.
+
+Costs: one multiply-add is 1 MAC and 2 FLOPs; attention matmuls and scaled_dot_product_attention are
+counted; an operator that cannot be counted is named in the output, never dropped silently.
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,0 +1,1 @@
+"""`attnzoo profile` (registered on the app when implemented)."""

@@ -1,0 +1,1 @@
+"""`attnzoo sweep` (registered on the app when implemented)."""

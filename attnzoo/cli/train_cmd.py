@@ -1,0 +1,1 @@
+"""`attnzoo train` (registered on the app when implemented)."""

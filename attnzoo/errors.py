@@ -1,0 +1,21 @@
+"""Errors a user can cause. The CLI turns each into one line on stderr and a non-zero exit."""
+
+
+class AttnzooError(Exception):
+    """Base class: the message is meant for the user, in one line."""
+
+
+class UnknownBlockError(AttnzooError):
+    """No card has that name."""
+
+
+class CardError(AttnzooError):
+    """A registry card is malformed: the message names the file and the field."""
+
+
+class ShapeError(AttnzooError):
+    """A shape is malformed, or the block cannot take it."""
+
+
+class ConfigError(AttnzooError):
+    """A constructor override, option or suite file is wrong."""

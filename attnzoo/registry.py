@@ -1,0 +1,175 @@
+"""Registry cards: one TOML file per block, loaded and validated without importing torch.
+
+A card is data only. Its ``target`` names the constructor (``package.module:Class``); its ``[args]`` table
+gives constructor keywords, where a string may be an arithmetic expression over the input shape's symbols
+(``"C"``, ``"H*W"``, ``"C//2"``), resolved by :mod:`attnzoo.build`.
+
+Cards are searched in the bundled folder first, then in the folders of ``ATTNZOO_REGISTRY`` (separated by
+``os.pathsep``), then in folders passed explicitly (``--registry DIR``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from attnzoo.errors import CardError, UnknownBlockError
+
+FAMILIES = ("channel", "spatial", "channel+spatial", "self-attention", "local", "external", "fusion", "conv")
+LAYOUTS = ("BCHW", "BNC")
+ENV_VAR = "ATTNZOO_REGISTRY"
+
+_REQUIRED = {"name": str, "title": str, "paper": str, "url": str, "family": str, "layout": str, "target": str,
+             "complexity": str}
+_OPTIONAL = {"inputs": int, "input_shapes": list, "output_shape": str, "args": dict, "macs_exponent": (int, float),
+             "notes": str}
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One validated card."""
+
+    name: str
+    title: str
+    paper: str
+    url: str
+    family: str
+    layout: str
+    target: str
+    complexity: str
+    inputs: int = 1
+    # One shape expression per input ("B,C,H//2,W//2"); empty means every input takes the given shape.
+    input_shapes: tuple[str, ...] = ()
+    # The output's shape expression when it is not the first input's ("B,1,C" for a class token).
+    output_shape: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
+    # Expected growth of MACs with the number of positions N at fixed B and C (MACs ~ N^k); checked by tests.
+    macs_exponent: float | None = None
+    notes: str = ""
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "family": self.family, "layout": self.layout,
+                "inputs": self.inputs, "complexity": self.complexity, "paper": self.paper, "url": self.url,
+                "target": self.target, "args": dict(self.args), "input_shapes": list(self.input_shapes),
+                "output_shape": self.output_shape,
+                "macs_exponent": self.macs_exponent, "notes": self.notes, "source": self.source}
+
+
+def bundled_registry_dir() -> Path:
+    """The cards shipped with attnzoo: inside the wheel, or the repository's registry/ in a checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_data" / "registry"
+    return packaged if packaged.is_dir() else here.parent / "registry"
+
+
+def _validate(data: dict[str, Any], path: Path) -> BlockSpec:
+    where = f"{path}"
+    for key, kind in _REQUIRED.items():
+        if key not in data:
+            raise CardError(f"{where}: missing field '{key}'")
+        if not isinstance(data[key], kind) or not data[key].strip():
+            raise CardError(f"{where}: field '{key}' must be a non-empty string")
+    for key, kind in _OPTIONAL.items():
+        if key in data and (not isinstance(data[key], kind) or isinstance(data[key], bool)):
+            raise CardError(f"{where}: field '{key}' has the wrong type ({type(data[key]).__name__})")
+    unknown = set(data) - set(_REQUIRED) - set(_OPTIONAL)
+    if unknown:
+        raise CardError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    if data["family"] not in FAMILIES:
+        raise CardError(f"{where}: field 'family' is '{data['family']}', expected one of {', '.join(FAMILIES)}")
+    if data["layout"] not in LAYOUTS:
+        raise CardError(f"{where}: field 'layout' is '{data['layout']}', expected one of {', '.join(LAYOUTS)}")
+    if ":" not in data["target"]:
+        raise CardError(f"{where}: field 'target' must look like 'package.module:Class'")
+    inputs = data.get("inputs", 1)
+    if inputs < 1:
+        raise CardError(f"{where}: field 'inputs' must be at least 1")
+    input_shapes = tuple(data.get("input_shapes", ()))
+    if input_shapes and (len(input_shapes) != inputs or not all(isinstance(s, str) for s in input_shapes)):
+        raise CardError(f"{where}: field 'input_shapes' must list one shape string per input ({inputs})")
+    name = data["name"]
+    if name != name.strip().lower() or " " in name:
+        raise CardError(f"{where}: field 'name' must be lower-case without spaces")
+    return BlockSpec(name=name, title=data["title"], paper=data["paper"], url=data["url"], family=data["family"],
+                     layout=data["layout"], target=data["target"], complexity=data["complexity"], inputs=inputs,
+                     input_shapes=input_shapes, output_shape=data.get("output_shape", ""), args=dict(data.get("args", {})),
+                     macs_exponent=data.get("macs_exponent"), notes=data.get("notes", ""), source=str(path))
+
+
+def load_card(path: Path) -> BlockSpec:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise CardError(f"{path}: not valid TOML ({exc})") from None
+    return _validate(data, path)
+
+
+def registry_dirs(extra: Iterable[str | os.PathLike] = ()) -> tuple[Path, ...]:
+    dirs = [bundled_registry_dir()]
+    dirs += [Path(p) for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
+    dirs += [Path(p) for p in extra]
+    return tuple(dirs)
+
+
+@lru_cache(maxsize=8)
+def _load_dirs(dirs: tuple[Path, ...]) -> dict[str, BlockSpec]:
+    specs: dict[str, BlockSpec] = {}
+    for folder in dirs:
+        if not folder.is_dir():
+            raise CardError(f"{folder}: registry folder not found")
+        for path in sorted(folder.glob("*.toml")):
+            spec = load_card(path)
+            if spec.name in specs:
+                raise CardError(f"{path}: duplicate block name '{spec.name}' (also in {specs[spec.name].source})")
+            specs[spec.name] = spec
+    return specs
+
+
+def all_specs(extra_dirs: Iterable[str | os.PathLike] = ()) -> dict[str, BlockSpec]:
+    """Every card, by name, from the bundled folder, ATTNZOO_REGISTRY and ``extra_dirs``."""
+    return _load_dirs(registry_dirs(extra_dirs))
+
+
+def get_spec(name: str, extra_dirs: Iterable[str | os.PathLike] = ()) -> BlockSpec:
+    """The card called ``name``; an unknown name raises UnknownBlockError with the closest names."""
+    specs = all_specs(extra_dirs)
+    if name in specs:
+        return specs[name]
+    close = difflib.get_close_matches(name, list(specs), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; see 'attnzoo list'"
+    raise UnknownBlockError(f"unknown block '{name}'{hint}")
+
+
+def list_blocks(pattern: str = "*", family: str | None = None, layout: str | None = None,
+                extra_dirs: Iterable[str | os.PathLike] = ()) -> list[BlockSpec]:
+    """Cards whose name matches the shell-style ``pattern``, optionally filtered by family and layout."""
+    if family is not None and family not in FAMILIES:
+        raise UnknownBlockError(f"unknown family '{family}'; expected one of {', '.join(FAMILIES)}")
+    if layout is not None and layout.upper() not in LAYOUTS:
+        raise UnknownBlockError(f"unknown layout '{layout}'; expected one of {', '.join(LAYOUTS)}")
+    return [spec for name, spec in sorted(all_specs(extra_dirs).items())
+            if fnmatch.fnmatchcase(name, pattern)
+            and (family is None or spec.family == family)
+            and (layout is None or spec.layout == layout.upper())]
+
+
+def resolve_names(patterns: Iterable[str], extra_dirs: Iterable[str | os.PathLike] = ()) -> list[str]:
+    """Expand names and wildcards to card names, in order and without repeats; unknown names raise."""
+    names: list[str] = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            matched = [spec.name for spec in list_blocks(pattern, extra_dirs=extra_dirs)]
+            if not matched:
+                raise UnknownBlockError(f"no block matches '{pattern}'; see 'attnzoo list'")
+        else:
+            matched = [get_spec(pattern, extra_dirs).name]
+        names += [n for n in matched if n not in names]
+    return names
