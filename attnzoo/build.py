@@ -68,7 +68,8 @@ def evaluate(expr: str, symbols: dict[str, int]) -> int | float:
             return node.value
         if isinstance(node, ast.Name):
             if node.id not in symbols:
-                raise ShapeError(f"'{expr}' needs {node.id}, which a shape of this rank does not give")
+                raise ShapeError(f"'{expr}' needs {node.id}: give a B,C,H,W shape (B,N,C gives H and W only "
+                                 "when N is a square)")
             return symbols[node.id]
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             return _BINARY[type(node.op)](walk(node.left), walk(node.right))
@@ -93,7 +94,10 @@ def resolve_args(spec: BlockSpec, shape: Shape, overrides: dict[str, Any] | None
     symbols = shape_symbols(shape)
     kwargs: dict[str, Any] = {}
     for key, value in {**spec.args, **(overrides or {})}.items():
-        kwargs[key] = evaluate(value, symbols) if isinstance(value, str) and _is_expression(value) else value
+        try:
+            kwargs[key] = evaluate(value, symbols) if isinstance(value, str) and _is_expression(value) else value
+        except ShapeError as exc:
+            raise ShapeError(f"{spec.name} cannot take shape {format_shape(shape)}: {exc}") from None
     return kwargs
 
 
@@ -164,7 +168,7 @@ def build_module(spec: BlockSpec, shape: Shape, overrides: dict[str, Any] | None
     if not isinstance(module, nn.Module):
         raise ConfigError(f"{spec.name}: target '{spec.target}' did not build an nn.Module")
     if spec.layout == "BNC" and len(shape) == 4:
-        module = TokensFromFeatureMap(module)
+        module = TokensFromFeatureMap(module, per_pixel_output=not spec.output_shape)
     return module
 
 

@@ -26,13 +26,14 @@ class TokensFromFeatureMap(nn.Module):
     """Runs a token (B, N, C) block on a feature map (B, C, H, W) and returns a feature map.
 
     Extra keyword arguments reach the block; when it returns ``(output, attention)`` the attention is
-    passed through unchanged. An output that is not one token per pixel (a class token, say) is returned
-    as tokens.
+    passed through unchanged. A block whose output is not one token per pixel (a class token, say) is
+    built with ``per_pixel_output=False`` and its output is returned as tokens.
     """
 
-    def __init__(self, block: nn.Module):
+    def __init__(self, block: nn.Module, per_pixel_output: bool = True):
         super().__init__()
         self.block = block
+        self.per_pixel_output = per_pixel_output
 
     def forward(self, x: torch.Tensor, **kwargs):
         b, c, h, w = x.shape
@@ -40,6 +41,6 @@ class TokensFromFeatureMap(nn.Module):
         extra = None
         if isinstance(out, tuple):
             out, extra = out
-        if out.dim() == 3 and out.shape[1] == h * w:
+        if self.per_pixel_output:
             out = to_feature_map(out, h, w)  # (B, C', H, W)
         return out if extra is None else (out, extra)
