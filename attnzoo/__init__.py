@@ -12,7 +12,7 @@ from attnzoo.registry import BlockSpec, get_spec, list_blocks
 
 __version__ = "0.1.0"
 __all__ = ["AttnzooError", "BlockSpec", "CardError", "ConfigError", "ShapeError", "UnknownBlockError",
-           "create", "get_spec", "list_blocks", "__version__"]
+           "create", "get_spec", "list_blocks", "profile", "__version__"]
 
 
 def create(name: str, shape: str | Sequence[int], *, registry: Sequence[str] = (), device: str = "cpu",
@@ -24,3 +24,26 @@ def create(name: str, shape: str | Sequence[int], *, registry: Sequence[str] = (
     from attnzoo.build import create as _create
 
     return _create(get_spec(name, registry), shape, overrides, device=device, dtype=dtype, seed=seed)
+
+
+def profile(names: str | Sequence[str], shapes: str | Sequence[int] | Sequence[str | Sequence[int]], *,
+            device: str = "auto", dtype: str = "float32", mode: str = "both", min_time: float = 1.0,
+            warmup: int = 3, threads: int | None = None, overrides: dict[str, Any] | None = None,
+            registry: Sequence[str] = (), seed: int = 0):
+    """Profile blocks (names or wildcards) at shapes; returns a pandas DataFrame, one row per block and shape.
+
+    Columns: ``attnzoo.profiling.runner.COLUMNS`` (params, macs, flops, uncounted_ops, fwd_ms, train_ms,
+    fwd_peak_mib, ... and the device, dtype, threads and torch version). One multiply-add is 1 MAC and
+    2 FLOPs. A row that could not run has a ``status`` other than ``"ok"`` saying why; unknown names and
+    malformed shapes raise :class:`AttnzooError` before anything runs.
+
+    >>> attnzoo.profile("cbam", "2,64,32,32", mode="infer", min_time=0.2)  # doctest: +SKIP
+    """
+    from attnzoo.profiling.runner import ProfileOptions, profile_rows, to_frame
+
+    names = [names] if isinstance(names, str) else list(names)
+    if isinstance(shapes, str) or (len(shapes) > 0 and all(isinstance(d, int) for d in shapes)):
+        shapes = [shapes]
+    options = ProfileOptions(device=device, dtype=dtype, mode=mode, min_time=min_time, warmup=warmup, seed=seed,
+                             threads=threads)
+    return to_frame(profile_rows(names, list(shapes), options, overrides, registry))

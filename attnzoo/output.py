@@ -67,7 +67,10 @@ def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Iterable[str] | No
             with open(output, "w", encoding="utf-8") as handle:
                 Console(file=handle, width=200).print(table)
         else:
-            Console().print(table)
+            import sys
+
+            # Piped or redirected, rich would fold the table to 80 columns: give it room instead.
+            Console(width=None if sys.stdout.isatty() else 200).print(table)
         return
     text = to_csv(rows, columns) if fmt == "csv" else to_json(rows, columns)
     if output:
