@@ -1,1 +1,254 @@
-"""`attnzoo sweep` (registered on the app when implemented)."""
+"""``attnzoo sweep``: profile over a grid of input sizes and fit how each cost grows (cost ~ x^k).
+
+Each point is measured by the same ``profile_one`` as ``attnzoo profile``. With ``--output`` every row is
+written as it finishes, so an interrupted sweep keeps what it measured and ``--resume`` completes it
+without measuring a point twice.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, List, Optional
+
+import typer
+
+from attnzoo.cli.app import app
+from attnzoo.cli.common import FormatOption, OutputOption, RegistryOption, check_format, registry_dirs
+
+HELP = "\n\n".join([
+    "Sweep input sizes and fit how cost grows: MACs, latency and peak memory against N = H*W "
+    "(or the channels, or the batch), with the exponent k of cost ~ x^k fitted on log-log.",
+    "Example: attnzoo sweep mha external-attention --shape 1,64,8,8 --hw 32,48,64,96 --plot growth.png",
+    "The base --shape fixes B and C; --hw (or --values with --over) gives the grid: a list 8,16,32 or a "
+    "range start:stop:step. Measurements are those of 'attnzoo profile' (see its --help for what MACs, "
+    "fwd_ms and fwd_peak_mib mean; 1 MAC = 2 FLOPs).",
+    "--output FILE (.csv or .json) receives each row as it finishes; after an interruption, rerun the same "
+    "command with --resume. A point whose estimated peak memory exceeds --max-memory is skipped with that "
+    "reason; the estimate extrapolates the block's previous points on log-log.",
+])
+
+
+def _say(text: str) -> None:
+    print(" ".join(text.split()), file=sys.stderr, flush=True)
+
+
+def parse_memory(text: str | None) -> float | None:
+    """``"8GiB"``, ``"512MiB"``, ``"8G"`` or a number of MiB to MiB; None for no limit."""
+    from attnzoo.errors import ConfigError
+
+    if text is None or text.lower() in ("", "none", "0"):
+        return None
+    units = {"tib": 1024 ** 2, "t": 1024 ** 2, "gib": 1024, "gb": 1024, "g": 1024, "mib": 1, "mb": 1, "m": 1}
+    value = text.strip().lower()
+    for unit, factor in units.items():
+        if value.endswith(unit):
+            value, scale = value[: -len(unit)], factor
+            break
+    else:
+        scale = 1
+    try:
+        mib = float(value) * scale
+    except ValueError:
+        raise ConfigError(f"--max-memory '{text}' is not a size like 8GiB or 512MiB") from None
+    if mib <= 0:
+        raise ConfigError(f"--max-memory must be positive, got '{text}'")
+    return mib
+
+
+def default_max_memory(device: str) -> float:
+    """Three quarters of the device's memory in MiB: physical RAM on the CPU, the GPU's on CUDA."""
+    import os
+
+    if device.startswith("cuda"):
+        import torch
+
+        return 0.75 * torch.cuda.get_device_properties(torch.device(device)).total_memory / 2 ** 20
+    return 0.75 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 20
+
+
+@app.command("sweep", help=HELP)
+def sweep_command(
+    names: Optional[List[str]] = typer.Argument(None, help="Block names or wildcards; see 'attnzoo list'."),
+    shape: Optional[str] = typer.Option(None, "--shape", "-s", metavar="B,C,H,W",
+                                        help="Base shape: B and C stay fixed (B,N,C for token blocks)."),
+    hw: Optional[str] = typer.Option(None, "--hw", metavar="LIST|RANGE",
+                                     help="Values of H = W: 8,16,32 or 8:64:8 (same as --over hw --values)."),
+    over: str = typer.Option("hw", "--over", help="Axis to vary: hw (H = W), channels or batch."),
+    values: Optional[str] = typer.Option(None, "--values", metavar="LIST|RANGE", help="Values along --over."),
+    suite: Optional[str] = typer.Option(None, "--suite", metavar="NAME|FILE",
+                                        help="A sweep suite from profiles/ (e.g. self-vs-external) or a file."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                                  help="Override a constructor argument (repeatable)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (or cuda:N) or auto [default: auto]."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 [default: float32]."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="infer, train or both [default: infer]."),
+    min_time: Optional[float] = typer.Option(None, "--min-time", metavar="SECONDS",
+                                             help="Time each point for at least this long [default: 0.2]."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads while measuring."),
+    max_memory: Optional[str] = typer.Option(
+        None, "--max-memory", metavar="SIZE",
+        help="Skip points whose estimated peak exceeds this (e.g. 8GiB) [default: 3/4 of the device's memory]."),
+    resume: bool = typer.Option(False, "--resume", help="Keep the rows already in --output; measure the rest."),
+    plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="Write log-log curves (.png or .svg)."),
+    fmt: str = FormatOption,
+    output: Optional[str] = OutputOption,
+    registry: Optional[List[str]] = RegistryOption,
+) -> int:
+    from attnzoo.build import parse_override, parse_shape
+    from attnzoo.cli.common import debug_enabled
+    from attnzoo.errors import ConfigError
+    from attnzoo.profiling.runner import COLUMNS, ProfileOptions
+    from attnzoo.registry import get_spec, resolve_names
+    from attnzoo.sweep import RowFile, grid_shapes, parse_values
+
+    fmt = check_format(fmt)
+    dirs = registry_dirs(registry)
+    cli_overrides = dict(parse_override(v) for v in overrides or [])
+    given = {k: v for k, v in (("device", device), ("dtype", dtype), ("mode", mode), ("min_time", min_time),
+                               ("threads", threads)) if v is not None}
+    settings: dict[str, Any] = {"mode": "infer", "min_time": 0.2}
+
+    # The plan: (block name, shape, overrides) for every point, checked before anything runs.
+    plan: list[tuple[str, tuple[int, ...], dict[str, Any]]] = []
+    if suite is not None:
+        from attnzoo.profiling.suites import check_blocks, load_suite
+
+        if names or shape or hw or values:
+            raise ConfigError("--suite gives the blocks and the grid: give no names, --shape, --hw or --values")
+        loaded = load_suite(suite)
+        if loaded.sweep_over is None:
+            raise ConfigError(f"{loaded.path}: not a sweep suite (it has no [sweep] table); use 'attnzoo profile --suite'")
+        check_blocks(loaded, dirs)
+        over = loaded.sweep_over
+        settings.update(loaded.options)
+        for run in loaded.runs:
+            for name in resolve_names(run.blocks, dirs):
+                plan += [(name, parse_shape(s), {**run.overrides, **cli_overrides}) for s in run.shapes]
+    else:
+        if not names:
+            raise ConfigError("name at least one block (or --suite NAME); see 'attnzoo list'")
+        if shape is None:
+            raise ConfigError("give the base shape with --shape B,C,H,W")
+        if hw is not None and values is not None:
+            raise ConfigError("give the grid once: --hw or --values")
+        if hw is not None:
+            over, grid_text = "hw", hw
+        elif values is not None:
+            grid_text = values
+        else:
+            raise ConfigError("give the grid with --hw 8,16,32 (or --over channels --values 32,64,128)")
+        grid = grid_shapes(parse_shape(shape), over, parse_values(grid_text))
+        plan = [(name, point, cli_overrides) for name in resolve_names(names, dirs) for point in grid]
+    settings.update(given)
+    options = ProfileOptions(raise_errors=debug_enabled(), **settings).checked()
+    specs = {name: get_spec(name, dirs) for name, _, _ in plan}
+    limit = parse_memory(max_memory) if max_memory is not None else default_max_memory(options.device)
+
+    row_file = None
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    if output:
+        row_file = RowFile(output, RowFile.format_for(output, fmt), COLUMNS)
+        if resume:
+            from attnzoo.sweep import point_key
+
+            done = {point_key(row): row for row in row_file.load()}
+            _say(f"resuming: {len(done)} points already in {output}")
+        elif row_file.path.exists() and row_file.path.stat().st_size > 0:
+            raise ConfigError(f"{output} exists: pass --resume to complete it, or remove it first")
+        row_file.start(keep_existing=resume)
+    elif resume:
+        raise ConfigError("--resume needs --output FILE (the file to complete)")
+
+    rows = _measure(plan, specs, options, over, limit, done, row_file, output)
+    return _report(rows, specs, over, fmt, output, plot)
+
+
+def _estimate_mib(previous: list[dict[str, Any]], shape: tuple[int, ...], over: str) -> float | None:
+    """The block's peak at ``shape``, extrapolated from its previous points (the larger of fwd and train)."""
+    from attnzoo.sweep import axis_value, extrapolate
+
+    estimates = []
+    for metric in ("fwd_peak_mib", "train_peak_mib"):
+        pts = [(axis_value(tuple(map(int, r["shape"].split(","))), over), r.get(metric)) for r in previous
+               if r.get("status") == "ok" and r.get(metric)]
+        if len(pts) >= 2:
+            estimates.append(extrapolate([p[0] for p in pts], [float(p[1]) for p in pts], axis_value(shape, over)))
+    estimates = [e for e in estimates if e is not None]
+    return max(estimates) if estimates else None
+
+
+def _measure(plan, specs, options, over, limit, done, row_file, output) -> list[dict[str, Any]]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from attnzoo.build import format_shape
+    from attnzoo.profiling.runner import _blank_row, profile_one
+    from attnzoo.sweep import point_key
+
+    rows: list[dict[str, Any]] = []
+    console = Console(stderr=True)
+    try:
+        with Progress(TextColumn("sweep {task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("", total=len(plan))
+            for name, shape, overrides in plan:
+                key = (name, format_shape(shape))
+                bar.update(task, description=f"{name} {key[1]}")
+                if key in done:
+                    rows.append(done[key])
+                    bar.advance(task)
+                    continue
+                previous = [r for r in rows if r["block"] == name]
+                estimate = _estimate_mib(previous, shape, over)
+                if limit is not None and estimate is not None and estimate > limit:
+                    row = _blank_row(name, key[1], options)
+                    row["status"] = (f"skipped: estimated peak {estimate:,.0f} MiB exceeds --max-memory "
+                                     f"{limit:,.0f} MiB")
+                else:
+                    row = profile_one(specs[name], shape, options, overrides)
+                rows.append(row)
+                if row_file is not None:
+                    row_file.append(row)
+                if row["status"] != "ok":
+                    _say(f"attnzoo: {name} at {key[1]}: {row['status']}")
+                bar.advance(task)
+    except KeyboardInterrupt:
+        where = (f"{len(row_file.rows)} rows are in {output}; rerun the same command with --resume to finish"
+                 if row_file is not None else "nothing was saved (use --output FILE to keep rows as they finish)")
+        _say(f"attnzoo: interrupted: {where}")
+        raise typer.Exit(130)
+    return rows
+
+
+def _report(rows, specs, over, fmt, output, plot) -> int:
+    from attnzoo.cli.profile_cmd import _caption, _table_rows
+    from attnzoo.output import render, to_table
+    from attnzoo.profiling.runner import COLUMNS
+    from attnzoo.sweep import METRICS, fit_rows
+    from attnzoo.sweep import plot as plot_rows
+
+    stated = {name: (spec.complexity, spec.macs_exponent) for name, spec in specs.items()}
+    fits = fit_rows(rows, over, [m for m in METRICS if any(r.get(m) for r in rows)], stated)
+    fit_columns = ["block", "metric", "exponent", "r2", "points", f"{fits[0]['variable']}_range" if fits else "N_range",
+                   "card_macs_exponent", "complexity"]
+    title = f"cost ~ {fits[0]['variable'] if fits else 'N'}^k (log-log fit)"
+    if fmt == "table":
+        ok = [r for r in rows if r["status"] == "ok"]
+        if ok:
+            shown, columns = _table_rows(rows)
+            render(shown, "table", columns=columns, title="attnzoo sweep", caption=_caption(ok))
+        render(fits, "table", columns=fit_columns, title=title)
+    elif not output:
+        render(rows, fmt, columns=COLUMNS)
+        from rich.console import Console
+
+        Console(stderr=True).print(to_table(fits, fit_columns, title=title))
+    else:
+        render(fits, "table", columns=fit_columns, title=title)
+    if output:
+        _say(f"{len(rows)} rows in {output}")
+    if plot:
+        plot_rows(rows, over, plot)
+        _say(f"plot written to {plot}")
+    # Points skipped under --max-memory are the outcome asked for; an error or out-of-memory is a failure.
+    return 0 if all(r["status"] == "ok" or r["status"].startswith("skipped") for r in rows) else 1

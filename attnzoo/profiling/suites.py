@@ -11,6 +11,9 @@ A suite looks like this (every field but ``runs`` is optional)::
     blocks = ["cbam", "se*"]   # names or wildcards
     shapes = ["128,256,24,24"]
     set = { reduction = 16 }   # constructor overrides, as --set
+    [sweep]                    # optional: each run's shapes are base shapes, varied over a grid
+    over = "hw"                # hw (H = W), channels or batch
+    values = [16, 32, 64]      # the grid; `attnzoo sweep --suite` fits cost ~ x^k along it
 
 Options given on the command line win over the suite's. Loading reads TOML only (no torch).
 """
@@ -23,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from attnzoo.errors import AttnzooError, ConfigError
+from attnzoo.sweep import grid_shapes
 
 OPTION_TYPES: dict[str, tuple[type, ...]] = {"device": (str,), "dtype": (str,), "mode": (str,),
                                              "min_time": (int, float), "warmup": (int,), "seed": (int,),
                                              "threads": (int,)}
-_TOP = {"title", "description", "options", "runs"}
+_TOP = {"title", "description", "options", "runs", "sweep"}
 _RUN = {"note", "blocks", "shapes", "set"}
 
 
@@ -46,6 +50,7 @@ class Suite:
     title: str
     runs: tuple[SuiteRun, ...]
     options: dict[str, Any] = field(default_factory=dict)
+    sweep_over: str | None = None  # the axis the shapes vary over, for a sweep suite
 
 
 def bundled_profiles_dir() -> Path:
@@ -107,6 +112,7 @@ def load_suite(name_or_path: str) -> Suite:
             raise ConfigError(f"{path}: options.{key} is not an option (expected {', '.join(OPTION_TYPES)})")
         if not isinstance(value, OPTION_TYPES[key]) or isinstance(value, bool):
             raise ConfigError(f"{path}: options.{key} has the wrong type ({type(value).__name__})")
+    sweep_over, grid = _sweep_table(data.get("sweep"), path)
     runs_data = data.get("runs")
     if not isinstance(runs_data, list) or not runs_data:
         raise ConfigError(f"{path}: field 'runs' must be a non-empty array of tables ([[runs]])")
@@ -131,6 +137,9 @@ def load_suite(name_or_path: str) -> Suite:
                 parse_shape(shape)
             except AttnzooError as exc:
                 raise ConfigError(f"{where}.shapes: {exc}") from None
+        if sweep_over is not None:
+            shapes = tuple(",".join(map(str, grid_point)) for shape in shapes
+                           for grid_point in grid_shapes(parse_shape(shape), sweep_over, grid))
         overrides = run.get("set", {})
         if not isinstance(overrides, dict):
             raise ConfigError(f"{where}.set: expected a table of constructor arguments")
@@ -141,7 +150,25 @@ def load_suite(name_or_path: str) -> Suite:
     title = data.get("title", path.stem)
     if not isinstance(title, str):
         raise ConfigError(f"{path}: field 'title' must be a string")
-    return Suite(name=path.stem, path=path, title=title, runs=tuple(runs), options=dict(options))
+    return Suite(name=path.stem, path=path, title=title, runs=tuple(runs), options=dict(options),
+                 sweep_over=sweep_over)
+
+
+def _sweep_table(table: Any, path: Path) -> tuple[str | None, list[int]]:
+    from attnzoo.sweep import AXES
+
+    if table is None:
+        return None, []
+    if not isinstance(table, dict) or set(table) - {"over", "values"}:
+        raise ConfigError(f"{path}: field 'sweep' must be a table with 'over' and 'values'")
+    over = table.get("over", "hw")
+    if over not in AXES:
+        raise ConfigError(f"{path}: sweep.over is '{over}', expected one of {', '.join(AXES)}")
+    values = table.get("values")
+    if (not isinstance(values, list) or len(values) < 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)):
+        raise ConfigError(f"{path}: sweep.values must list at least two positive integers")
+    return over, sorted(set(values))
 
 
 def check_blocks(suite: Suite, registry=()) -> None:
