@@ -40,7 +40,7 @@ def info_command(
     console.print(f"paper:      {spec.paper}")
     console.print(f"link:       {spec.url}")
     console.print(f"family:     {spec.family}    layout: {spec.layout}    inputs: {spec.inputs}")
-    console.print(f"complexity: {spec.complexity}" + (f"  (MACs ~ N^{spec.macs_exponent:g})" if spec.macs_exponent else ""))
+    console.print(f"complexity: {spec.complexity}" + (f"  (MACs ~ N^{spec.macs_exponent:g})" if spec.macs_exponent is not None else ""))
     console.print(f"target:     {spec.target}")
     if spec.notes:
         console.print(f"notes:      {spec.notes}")
