@@ -6,8 +6,9 @@ import typer
 
 HELP = """attnzoo: a zoo and profiler of computer-vision attention blocks.
 
-Costs: one multiply-add is 1 MAC and 2 FLOPs; attention matmuls and scaled_dot_product_attention are
-counted; an operator that cannot be counted is named in the output, never dropped silently.
+Costs: one multiply-add is 1 MAC and 2 FLOPs; attention matmuls and scaled_dot_product_attention are counted; an operator that cannot be counted is named in the output, never dropped silently.
+
+Set ATTNZOO_DEBUG=1 (or pass --debug) to see a traceback instead of a one-line error.
 """
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
