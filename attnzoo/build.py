@@ -151,7 +151,7 @@ def build_module(spec: BlockSpec, shape: Shape, overrides: dict[str, Any] | None
     """Construct the block for ``shape`` (wrapping BNC blocks for 4-D shapes). Raises ShapeError or ConfigError."""
     import torch.nn as nn
 
-    from attnzoo.blocks.adapters import TokensFromFeatureMap
+    from attnzoo.blocks.adapters import ForwardWith, TokensFromFeatureMap
 
     if spec.layout == "BNC" and len(shape) not in (3, 4):
         raise ShapeError(f"{spec.name} takes B,C,H,W or B,N,C, got {format_shape(shape)}")
@@ -167,6 +167,8 @@ def build_module(spec: BlockSpec, shape: Shape, overrides: dict[str, Any] | None
         raise ShapeError(f"{spec.name} cannot take shape {format_shape(shape)}: {exc}") from None
     if not isinstance(module, nn.Module):
         raise ConfigError(f"{spec.name}: target '{spec.target}' did not build an nn.Module")
+    if spec.repeat_input > 1 or spec.forward_args:
+        module = ForwardWith(module, spec.repeat_input, spec.forward_args)
     if spec.layout == "BNC" and len(shape) == 4:
         module = TokensFromFeatureMap(module, per_pixel_output=not spec.output_shape)
     return module

@@ -28,7 +28,7 @@ ENV_VAR = "ATTNZOO_REGISTRY"
 _REQUIRED = {"name": str, "title": str, "paper": str, "url": str, "family": str, "layout": str, "target": str,
              "complexity": str}
 _OPTIONAL = {"inputs": int, "input_shapes": list, "output_shape": str, "args": dict, "macs_exponent": (int, float),
-             "notes": str}
+             "notes": str, "repeat_input": int, "forward_args": dict}
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,10 @@ class BlockSpec:
     # The output's shape expression when it is not the first input's ("B,1,C" for a class token).
     output_shape: str = ""
     args: dict[str, Any] = field(default_factory=dict)
+    # For third-party modules: pass the one input this many times (q = k = v for torch.nn.MultiheadAttention)
+    # and these keywords to forward (need_weights = false).
+    repeat_input: int = 1
+    forward_args: dict[str, Any] = field(default_factory=dict)
     # Expected growth of MACs with the number of positions N at fixed B and C (MACs ~ N^k); checked by tests.
     macs_exponent: float | None = None
     notes: str = ""
@@ -57,7 +61,8 @@ class BlockSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "family": self.family, "layout": self.layout,
                 "inputs": self.inputs, "complexity": self.complexity, "paper": self.paper, "url": self.url,
-                "target": self.target, "args": dict(self.args), "input_shapes": list(self.input_shapes),
+                "target": self.target, "args": dict(self.args), "repeat_input": self.repeat_input,
+                "forward_args": dict(self.forward_args), "input_shapes": list(self.input_shapes),
                 "output_shape": self.output_shape,
                 "macs_exponent": self.macs_exponent, "notes": self.notes, "source": self.source}
 
@@ -91,6 +96,9 @@ def _validate(data: dict[str, Any], path: Path) -> BlockSpec:
     inputs = data.get("inputs", 1)
     if inputs < 1:
         raise CardError(f"{where}: field 'inputs' must be at least 1")
+    repeat_input = data.get("repeat_input", 1)
+    if repeat_input < 1 or (repeat_input > 1 and inputs != 1):
+        raise CardError(f"{where}: field 'repeat_input' must be at least 1, and needs inputs = 1")
     input_shapes = tuple(data.get("input_shapes", ()))
     if input_shapes and (len(input_shapes) != inputs or not all(isinstance(s, str) for s in input_shapes)):
         raise CardError(f"{where}: field 'input_shapes' must list one shape string per input ({inputs})")
@@ -100,6 +108,7 @@ def _validate(data: dict[str, Any], path: Path) -> BlockSpec:
     return BlockSpec(name=name, title=data["title"], paper=data["paper"], url=data["url"], family=data["family"],
                      layout=data["layout"], target=data["target"], complexity=data["complexity"], inputs=inputs,
                      input_shapes=input_shapes, output_shape=data.get("output_shape", ""), args=dict(data.get("args", {})),
+                     repeat_input=repeat_input, forward_args=dict(data.get("forward_args", {})),
                      macs_exponent=data.get("macs_exponent"), notes=data.get("notes", ""), source=str(path))
 
 

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import pytest
 
+import torch
+
 import attnzoo
+from attnzoo.profiling import runner
 from attnzoo.build import evaluate, parse_override, parse_shape, resolve_args, shape_symbols
 from attnzoo.errors import CardError, ConfigError, ShapeError, UnknownBlockError
 from attnzoo.registry import FAMILIES, LAYOUTS, all_specs, bundled_registry_dir, load_card
@@ -18,10 +21,13 @@ family = "self-attention"
 layout = "BNC"
 target = "torch.nn:MultiheadAttention"
 complexity = "O(N^2*C)"
+repeat_input = 3
 [args]
 embed_dim = "C"
 num_heads = 4
 batch_first = true
+[forward_args]
+need_weights = false
 """
 
 
@@ -57,6 +63,18 @@ def test_user_folder_adds_a_card_targeting_torch(tmp_path):
     assert spec.target == "torch.nn:MultiheadAttention"
     module, (x,) = attnzoo.create("torch-mha", (2, 16, 4, 4), registry=[tmp_path])
     assert x.shape == (2, 16, 4, 4)
+    mha = module.block.block  # the token adapter around the call adapter around torch's module
+    tokens = x.flatten(2).transpose(1, 2)
+    expected = mha(tokens, tokens, tokens, need_weights=False)[0].transpose(1, 2).reshape(2, 16, 4, 4)
+    assert torch.allclose(module(x), expected)
+
+
+def test_user_card_targeting_torch_profiles(tmp_path):
+    (tmp_path / "torch-mha.toml").write_text(GOOD_CARD)
+    (row,) = list(runner.profile_rows(["torch-mha"], ["2,16,8,8"], runner.ProfileOptions(mode="infer", min_time=0.01),
+                                      registry=[tmp_path]))
+    assert row["status"] == "ok"
+    assert row["macs"] == 2 * (4 * 64 * 16 ** 2 + 2 * 64 ** 2 * 16)  # B * (4 N C^2 + 2 N^2 C)
 
 
 def test_environment_variable_adds_folders(tmp_path, monkeypatch):
@@ -73,6 +91,7 @@ def test_environment_variable_adds_folders(tmp_path, monkeypatch):
     (lambda t: t.replace('[args]', 'colour = "red"\n[args]'), "unknown field"),
     (lambda t: t.replace('title = "torch.nn.MultiheadAttention"', 'title = 3'), "field 'title'"),
     (lambda t: t + "\n[[[", "not valid TOML"),
+    (lambda t: t.replace("repeat_input = 3", "repeat_input = 0"), "repeat_input"),
 ])
 def test_bad_cards_are_reported_by_file_and_field(tmp_path, edit, message):
     path = tmp_path / "bad.toml"

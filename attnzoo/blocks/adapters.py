@@ -44,3 +44,20 @@ class TokensFromFeatureMap(nn.Module):
         if self.per_pixel_output:
             out = to_feature_map(out, h, w)  # (B, C', H, W)
         return out if extra is None else (out, extra)
+
+
+class ForwardWith(nn.Module):
+    """Calls a module whose forward wants the input several times or extra keywords.
+
+    ``torch.nn.MultiheadAttention`` as self-attention is ``ForwardWith(mha, repeat=3,
+    kwargs={"need_weights": False})``: ``forward(x)`` runs ``mha(x, x, x, need_weights=False)``.
+    """
+
+    def __init__(self, block: nn.Module, repeat: int = 1, kwargs: dict | None = None):
+        super().__init__()
+        self.block = block
+        self.repeat = repeat
+        self.kwargs = dict(kwargs or {})
+
+    def forward(self, *inputs: torch.Tensor, **kwargs):
+        return self.block(*(inputs * self.repeat), **{**self.kwargs, **kwargs})
