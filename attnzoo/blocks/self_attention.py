@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from attnzoo.blocks.functional import dot_product_attention
+
+#: The fused parameter-free attention of a token view of a feature map runs over the batch in chunks of
+#: about this many bytes of input (see ScaledDotProductSelfAttention.forward).
+CHUNK_BYTES = 8 * 1024 * 1024
 
 
 def _check_heads(dim: int, num_heads: int) -> int:
@@ -32,8 +37,28 @@ class ScaledDotProductSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         # x: (B, N, C)
+        if self.fused and not return_attention and x.dim() == 3 and x.stride(-1) != 1:
+            return self._fused_strided(x)
         out, weights = dot_product_attention(x, x, x, fused=self.fused, need_weights=return_attention)
         return (out, weights) if return_attention else out
+
+    @staticmethod
+    def _fused_strided(x: torch.Tensor) -> torch.Tensor:
+        """The fused path for tokens whose channels are not contiguous (a view of a B, C, H, W map).
+
+        The fused kernels need stride 1 along C, so the input must be copied; copying a few images at a
+        time into an output laid out as the input (``empty_like`` keeps its strides, so turning the tokens
+        back into a feature map is a view, not another copy) keeps the peak to the output plus one chunk,
+        where copying all of it at once would hold a copy of the input beside the output. Same kernel,
+        same result.
+        """
+        b, n, c = x.shape
+        out = torch.empty_like(x)  # (B, N, C), strides of x
+        rows = max(1, CHUNK_BYTES // max(1, n * c * x.element_size()))
+        for start in range(0, b, rows):
+            part = x[start:start + rows]  # copied to (rows, N, C) contiguous inside
+            out[start:start + rows] = dot_product_attention(part, part, part)[0]
+        return out
 
 
 class MultiHeadAttention(nn.Module):
@@ -57,13 +82,14 @@ class MultiHeadAttention(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.layer_norm = nn.LayerNorm(dim, eps=1e-6)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, head_dim)
-
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         b, n, c = x.shape
-        q, k, v = self._heads(self.w_qs(x)), self._heads(self.w_ks(x)), self._heads(self.w_vs(x))
+        # One (B*N, C) x (C, 3C) product instead of three (C, C) ones: the three weights stay separate
+        # parameters (the article's layout); concatenating them costs 3 C^2 copies per call, and every
+        # output element is the same dot product as with three Linear layers.
+        weight = torch.cat([self.w_qs.weight, self.w_ks.weight, self.w_vs.weight])  # (3C, C)
+        qkv = F.linear(x, weight).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
         out, weights = dot_product_attention(q, k, v, fused=self.fused, need_weights=return_attention)
         out = out.transpose(1, 2).reshape(b, n, c)  # (B, N, heads * head_dim)
         out = self.layer_norm(self.dropout(self.fc(out)) + x)

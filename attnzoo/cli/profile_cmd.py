@@ -27,6 +27,10 @@ HELP = "\n\n".join([
     'training step (forward and backward, gradients for the weights and the input); after warm-up, '
     'repeated for --min-time seconds; *_iqr_ms is the interquartile range, *_runs the number of timed '
     'calls.',
+    'Efficiency: achieved FLOP/s of the forward (flops / fwd_ms) over device_gflops, the device\'s '
+    'matrix-multiply GFLOP/s for the dtype and thread count, measured once per run (the best of a few '
+    'large square matmuls); 0.25 means the forward runs at a quarter of the rate of a large matmul. '
+    'Memory-bound blocks sit far below 1.',
     'Memory: fwd_peak_mib and train_peak_mib are the peak memory of one forward / training step in MiB '
     'above the inputs and weights already allocated (outputs, activations, gradients, temporaries). On '
     "CUDA from the allocator's peak statistics; on the CPU the peak of live tensor storages the call "
@@ -72,12 +76,13 @@ def _table_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[
             "MACs": _si(row["macs"]), "FLOPs": _si(row["flops"]),
             "fwd ms": _ms(row["fwd_ms"], row["fwd_iqr_ms"]), "fwd MiB": row["fwd_peak_mib"],
             "train ms": _ms(row["train_ms"], row["train_iqr_ms"]), "train MiB": row["train_peak_mib"],
+            "efficiency": "" if row.get("efficiency") is None else f"{row['efficiency']:.3f}",
             "uncounted ops": row["uncounted_ops"],
         })
     columns = list(shown[0]) if shown else []
     if all(not r["uncounted ops"] for r in shown):
         columns.remove("uncounted ops")
-    for column in ("fwd ms", "fwd MiB", "train ms", "train MiB"):
+    for column in ("fwd ms", "fwd MiB", "train ms", "train MiB", "efficiency"):
         if all(r[column] in ("", None) for r in shown):
             columns.remove(column)
     return shown, columns
@@ -86,8 +91,11 @@ def _table_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[
 def _caption(rows: list[dict[str, Any]]) -> str:
     first = rows[0]
     threads = f"{first['threads']} thread" + ("s" if first["threads"] != 1 else "")
-    return (f"{first['device']} · {first['dtype']} · {threads} · torch {first['torch']}\n"
-            "1 MAC = 1 multiply-add = 2 FLOPs · time: median ± IQR · MiB: peak above inputs and weights")
+    gflops = next((row["device_gflops"] for row in rows if row.get("device_gflops")), None)
+    matmul = f" · matmul {gflops:g} GFLOP/s" if gflops else ""
+    return (f"{first['device']} · {first['dtype']} · {threads} · torch {first['torch']}{matmul}\n"
+            "1 MAC = 1 multiply-add = 2 FLOPs · time: median ± IQR · MiB: peak above inputs and weights · "
+            "efficiency: FLOP/s over the matmul's")
 
 
 @app.command("profile", help=HELP)

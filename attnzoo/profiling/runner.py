@@ -18,10 +18,13 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from attnzoo.errors import ConfigError, ShapeError
 
 #: Every row has these keys, in this order. Units are in the names; counts (params, macs, flops, runs)
-#: are plain integers. One multiply-add is 1 MAC and 2 FLOPs.
+#: are plain integers. One multiply-add is 1 MAC and 2 FLOPs. ``efficiency`` is the forward's achieved
+#: FLOP/s (flops / fwd_ms) over ``device_gflops``, the device's measured matmul GFLOP/s for the dtype
+#: (see attnzoo.profiling.efficiency); both are None when the forward is not timed.
 COLUMNS = ("block", "shape", "status", "params", "trainable_params", "macs", "flops", "uncounted_ops",
            "fwd_ms", "fwd_iqr_ms", "fwd_runs", "train_ms", "train_iqr_ms", "train_runs",
-           "fwd_peak_mib", "train_peak_mib", "device", "dtype", "threads", "torch")
+           "fwd_peak_mib", "train_peak_mib", "efficiency", "device_gflops", "device", "dtype", "threads",
+           "torch")
 
 MODES = ("infer", "train", "both")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -159,6 +162,8 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions,
                            fwd_runs=timing.runs)
                 stage = "forward memory"
                 row["fwd_peak_mib"] = round(peak_bytes(lambda: module(*inputs), options.device) / MIB, 4)
+            stage = "device matmul FLOP/s"
+            row.update(_efficiency(row, options))
 
         if options.mode in ("train", "both"):
             stage = "training step"
@@ -180,6 +185,17 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions,
         _free(options.device)
         torch.set_num_threads(default_threads)
     return row
+
+
+def _efficiency(row: Mapping[str, Any], options: ProfileOptions) -> dict[str, Any]:
+    """The efficiency columns of a row whose forward was timed (the matmul peak is cached per process)."""
+    from attnzoo.profiling.efficiency import efficiency, matmul_peak
+
+    if row["fwd_ms"] is None:
+        return {}
+    peak = matmul_peak(options.device, options.torch_dtype)
+    value = efficiency(row["flops"], row["fwd_ms"] / 1e3, peak)
+    return {"efficiency": None if value is None else round(value, 4), "device_gflops": round(peak.gflops, 1)}
 
 
 def _ms(value: float) -> float | None:
