@@ -154,3 +154,13 @@ def write_json(path: str | None, payload: Mapping[str, Any]) -> None:
     if path:
         Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
         print(f"wrote {path}", file=sys.stderr)
+
+
+def replace_between(path: Path, start: str, end: str, section: str) -> None:
+    """Replace the text from marker ``start`` to marker ``end`` (both kept, given in ``section``) in ``path``."""
+    text = path.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{path} has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    path.write_text(head + section + rest.split(end, 1)[1])
+    print(f"rewrote {start} ... {end} in {path}", file=sys.stderr)

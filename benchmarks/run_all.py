@@ -119,17 +119,9 @@ def markdown(results: dict, info: dict, seconds: float) -> str:
 
 
 def rewrite_readme(section: str, path: Path = README) -> None:
-    text = path.read_text()
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + section + tail
-    elif "## Developing" in text:
-        text = text.replace("## Developing", "## Benchmarks\n\n" + section + "\n\n## Developing", 1)
-    else:
-        text = text.rstrip("\n") + "\n\n## Benchmarks\n\n" + section + "\n"
-    path.write_text(text)
-    print(f"rewrote the benchmark section of {path}", file=sys.stderr)
+    if START not in path.read_text():  # first run: add the section before "## Developing"
+        path.write_text(path.read_text().replace("## Developing", f"## Benchmarks\n\n{START}\n{END}\n\n## Developing", 1))
+    common.replace_between(path, START, END, section)
 
 
 def main(argv=None) -> None:

@@ -168,11 +168,16 @@ def _conv_mha_by_the_article(block: ConvMultiHeadAttention, x: torch.Tensor) -> 
     return z3.reshape(b, c, h, w)
 
 
-def test_conv_mha_matches_the_articles_arithmetic_on_a_non_square_map():
-    block = ConvMultiHeadAttention(32).eval()
+@pytest.mark.parametrize("fused", [True, False])
+def test_conv_mha_matches_the_articles_arithmetic_on_a_non_square_map(fused):
+    block = ConvMultiHeadAttention(32, fused=fused).eval()
     x = torch.randn(2, 32, 6, 9)
     with torch.no_grad():
-        assert torch.allclose(block(x), _conv_mha_by_the_article(block, x), atol=1e-4)
+        expected = _conv_mha_by_the_article(block, x)
+        assert torch.allclose(block(x), expected, atol=1e-4)
+        out, weights = block(x, return_attention=True)
+    assert torch.allclose(out, expected, atol=1e-4)
+    assert weights.shape == (2, 4, 54, 54) and torch.allclose(weights.sum(-1), torch.ones(2, 4, 54), atol=1e-5)
 
 
 def test_conv_mha_defaults_follow_the_article():

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from attnzoo.blocks.functional import dot_product_attention
+
 
 def _layer_norm_channels(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     # LayerNorm normalises the last dimension; here the channels are dimension 1 of (B, C, N).
@@ -26,15 +28,19 @@ class ConvMultiHeadAttention(nn.Module):
     (``MultiheadAttentionModified``), and the output is reshaped with ``query.size(3)`` twice (width for
     height), which breaks on non-square maps. The per-head convolutions are held as one convolution with
     ``num_heads * key_size`` outputs, which has the same parameters and arithmetic. The article's
-    broadcast-and-sum attention (B x key_size x N x N memory) is computed with matrix products instead.
+    broadcast-and-sum attention (B x key_size x N x N memory) is scaled dot-product attention per head, so
+    it runs through the fused kernel (``fused=True``, no N x N weights held); the explicit path computes
+    the weights when they are asked for (``return_attention=True``) or with ``fused=False``.
     Cost: N C (3 h k + h k + 2 C) + 2 h N^2 k MACs per image (h heads, k = key_size = output_size).
     """
 
-    def __init__(self, channels: int = 32, key_size: int = 32, output_size: int = 32, num_heads: int = 4):
+    def __init__(self, channels: int = 32, key_size: int = 32, output_size: int = 32, num_heads: int = 4,
+                 fused: bool = True):
         super().__init__()
         if min(channels, key_size, output_size, num_heads) < 1:
             raise ValueError("channels, key_size, output_size and num_heads must be positive")
         self.num_heads, self.key_size, self.output_size = num_heads, key_size, output_size
+        self.fused = fused
         self.query = nn.Conv1d(channels, num_heads * key_size, 1)
         self.key = nn.Conv1d(channels, num_heads * key_size, 1)
         self.value = nn.Conv1d(channels, num_heads * output_size, 1)
@@ -49,12 +55,12 @@ class ConvMultiHeadAttention(nn.Module):
         b, c = shape[0], shape[1]
         x = x.reshape(b, c, -1)  # (B, C, N): channels-first flattening keeps one column per pixel
         n = x.shape[-1]
-        q = self.query(x).view(b, self.num_heads, self.key_size, n)  # (B, heads, k, N)
-        k = self.key(x).view(b, self.num_heads, self.key_size, n)
-        v = self.value(x).view(b, self.num_heads, self.output_size, n)
-        scores = q.transpose(2, 3) @ k / self.key_size ** 0.5  # (B, heads, Nq, Nk)
-        weights = scores.softmax(dim=-1)  # over the keys, as the article's softmax(dim=1) on (B, Nk, Nq)
-        heads = (v @ weights.transpose(2, 3)).reshape(b, self.num_heads * self.output_size, n)  # (B, h*v, N)
+        q = self.query(x).view(b, self.num_heads, self.key_size, n).transpose(2, 3)  # (B, heads, N, k)
+        k = self.key(x).view(b, self.num_heads, self.key_size, n).transpose(2, 3)
+        v = self.value(x).view(b, self.num_heads, self.output_size, n).transpose(2, 3)  # (B, heads, N, v)
+        # softmax over the keys with scale 1/sqrt(key_size), as the article's softmax(dim=1) on (B, Nk, Nq)
+        out, weights = dot_product_attention(q, k, v, fused=self.fused, need_weights=return_attention)
+        heads = out.transpose(2, 3).reshape(b, self.num_heads * self.output_size, n)  # (B, h*v, N)
         z = _layer_norm_channels(self.norm1, self.proj_down(heads) + x)
         z = _layer_norm_channels(self.norm2, self.mixing_layer2(F.relu(self.mixing_layer1(z))) + z)
         out = z.reshape(shape)

@@ -27,11 +27,16 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def message(text: str) -> None:
-    """A line for the user on stderr (data goes to stdout)."""
-    from rich.console import Console
+def say(text: str) -> None:
+    """One line for the user on stderr, never wrapped (data goes to stdout)."""
+    print(" ".join(str(text).split()), file=sys.stderr, flush=True)
 
-    Console(stderr=True, highlight=False).print(text)
+
+def parse_overrides(values: Optional[List[str]]) -> dict:
+    """``--set key=value`` options to constructor keywords."""
+    from attnzoo.build import parse_override
+
+    return dict(parse_override(v) for v in values or [])
 
 
 def debug_enabled() -> bool:

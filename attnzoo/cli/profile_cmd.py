@@ -6,13 +6,13 @@ succeeded, 1 when some row failed (its status says why), 2 for a usage error (un
 
 from __future__ import annotations
 
-import sys
 from typing import Any, List, Optional
 
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import FormatOption, OutputOption, RegistryOption, check_format, registry_dirs
+from attnzoo.cli.common import (FormatOption, OutputOption, RegistryOption, check_format, parse_overrides,
+                                registry_dirs, say)
 
 HELP = "\n\n".join([
     'Profile blocks: parameters, MACs / FLOPs, latency and peak memory, one row per block and shape.',
@@ -38,17 +38,6 @@ HELP = "\n\n".join([
     'Exit status: 0 when every row succeeded, 1 when a row failed (its status says why), 2 for a usage '
     'error.',
 ])
-
-
-def _say(text: str) -> None:
-    """One line on stderr, never wrapped (rich would fold it at 80 columns when stderr is not a terminal)."""
-    print(" ".join(text.split()), file=sys.stderr, flush=True)
-
-
-def _parse_overrides(values: Optional[List[str]]) -> dict[str, Any]:
-    from attnzoo.build import parse_override
-
-    return dict(parse_override(v) for v in values or [])
 
 
 def _si(value: Any, unit: str = "") -> str:
@@ -95,7 +84,7 @@ def _caption(rows: list[dict[str, Any]]) -> str:
     matmul = f" · matmul {gflops:g} GFLOP/s" if gflops else ""
     return (f"{first['device']} · {first['dtype']} · {threads} · torch {first['torch']}{matmul}\n"
             "1 MAC = 1 multiply-add = 2 FLOPs · time: median ± IQR · MiB: peak above inputs and weights · "
-            "efficiency: FLOP/s over the matmul's")
+            "efficiency: achieved FLOP/s over the matmul GFLOP/s above")
 
 
 @app.command("profile", help=HELP)
@@ -130,7 +119,7 @@ def profile_command(
 
     fmt = check_format(fmt)
     dirs = registry_dirs(registry)
-    cli_overrides = _parse_overrides(overrides)
+    cli_overrides = parse_overrides(overrides)
     given = {key: value for key, value in (("device", device), ("dtype", dtype), ("mode", mode),
                                            ("min_time", min_time), ("warmup", warmup),
                                            ("threads", threads)) if value is not None}
@@ -161,7 +150,7 @@ def profile_command(
     rows = progress.run(row_sets)
     bad = [row for row in rows if failed(row)]
     for row in bad:
-        _say(f"attnzoo: {row['block']} at {row['shape']}: {row['status']}")
+        say(f"attnzoo: {row['block']} at {row['shape']}: {row['status']}")
     if fmt == "table":
         if len(bad) < len(rows):
             shown, columns = _table_rows(rows)
@@ -169,7 +158,7 @@ def profile_command(
     else:
         render(rows, fmt, columns=COLUMNS, output=output)
     if output:
-        _say(f"wrote {len(rows)} rows to {output}")
+        say(f"wrote {len(rows)} rows to {output}")
     return 1 if bad else 0
 
 

@@ -7,13 +7,13 @@ without measuring a point twice.
 
 from __future__ import annotations
 
-import sys
 from typing import Any, List, Optional
 
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import FormatOption, OutputOption, RegistryOption, check_format, registry_dirs
+from attnzoo.cli.common import (FormatOption, OutputOption, RegistryOption, check_format, parse_overrides,
+                                registry_dirs, say)
 
 HELP = "\n\n".join([
     "Sweep input sizes and fit how cost grows: MACs, latency and peak memory against N = H*W "
@@ -26,10 +26,6 @@ HELP = "\n\n".join([
     "command with --resume. A point whose estimated peak memory exceeds --max-memory is skipped with that "
     "reason; the estimate extrapolates the block's previous points on log-log.",
 ])
-
-
-def _say(text: str) -> None:
-    print(" ".join(text.split()), file=sys.stderr, flush=True)
 
 
 def parse_memory(text: str | None) -> float | None:
@@ -94,16 +90,16 @@ def sweep_command(
     output: Optional[str] = OutputOption,
     registry: Optional[List[str]] = RegistryOption,
 ) -> int:
-    from attnzoo.build import parse_override, parse_shape
+    from attnzoo.build import parse_shape
     from attnzoo.cli.common import debug_enabled
     from attnzoo.errors import ConfigError
     from attnzoo.profiling.runner import COLUMNS, ProfileOptions
     from attnzoo.registry import get_spec, resolve_names
-    from attnzoo.sweep import RowFile, grid_shapes, parse_values
+    from attnzoo.sweep import RowFile, grid_shapes, parse_values, point_key
 
     fmt = check_format(fmt)
     dirs = registry_dirs(registry)
-    cli_overrides = dict(parse_override(v) for v in overrides or [])
+    cli_overrides = parse_overrides(overrides)
     given = {k: v for k, v in (("device", device), ("dtype", dtype), ("mode", mode), ("min_time", min_time),
                                ("threads", threads)) if v is not None}
     settings: dict[str, Any] = {"mode": "infer", "min_time": 0.2}
@@ -149,10 +145,8 @@ def sweep_command(
     if output:
         row_file = RowFile(output, RowFile.format_for(output, fmt), COLUMNS)
         if resume:
-            from attnzoo.sweep import point_key
-
             done = {point_key(row): row for row in row_file.load()}
-            _say(f"resuming: {len(done)} points already in {output}")
+            say(f"resuming: {len(done)} points already in {output}")
         elif row_file.path.exists() and row_file.path.stat().st_size > 0:
             raise ConfigError(f"{output} exists: pass --resume to complete it, or remove it first")
         row_file.start(keep_existing=resume)
@@ -183,7 +177,6 @@ def _measure(plan, specs, options, over, limit, done, row_file, output) -> list[
 
     from attnzoo.build import format_shape
     from attnzoo.profiling.runner import _blank_row, profile_one
-    from attnzoo.sweep import point_key
 
     rows: list[dict[str, Any]] = []
     console = Console(stderr=True)
@@ -210,12 +203,12 @@ def _measure(plan, specs, options, over, limit, done, row_file, output) -> list[
                 if row_file is not None:
                     row_file.append(row)
                 if row["status"] != "ok":
-                    _say(f"attnzoo: {name} at {key[1]}: {row['status']}")
+                    say(f"attnzoo: {name} at {key[1]}: {row['status']}")
                 bar.advance(task)
     except KeyboardInterrupt:
         where = (f"{len(row_file.rows)} rows are in {output}; rerun the same command with --resume to finish"
                  if row_file is not None else "nothing was saved (use --output FILE to keep rows as they finish)")
-        _say(f"attnzoo: interrupted: {where}")
+        say(f"attnzoo: interrupted: {where}")
         raise typer.Exit(130)
     return rows
 
@@ -246,9 +239,9 @@ def _report(rows, specs, over, fmt, output, plot) -> int:
     else:
         render(fits, "table", columns=fit_columns, title=title)
     if output:
-        _say(f"{len(rows)} rows in {output}")
+        say(f"{len(rows)} rows in {output}")
     if plot:
         plot_rows(rows, over, plot)
-        _say(f"plot written to {plot}")
+        say(f"plot written to {plot}")
     # Points skipped under --max-memory are the outcome asked for; an error or out-of-memory is a failure.
     return 0 if all(r["status"] == "ok" or r["status"].startswith("skipped") for r in rows) else 1

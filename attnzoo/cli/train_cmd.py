@@ -8,19 +8,12 @@ from typing import List, Optional
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import FormatOption, OutputOption, RegistryOption, check_format, registry_dirs
+from attnzoo.cli.common import FormatOption, OutputOption, RegistryOption, check_format, registry_dirs, say
 from attnzoo.errors import ConfigError
 
 DEFAULT_OUT = Path("runs") / "train"
 COMPARE_COLUMNS = ("block", "params", "epochs", "min_train_loss", "min_test_loss", "best_test_acc", "wall_s",
                    "img_per_s", "article_min_test_loss")
-
-
-def _message(text: str) -> None:
-    """One line on stderr, never wrapped (progress and notes; the table is the data)."""
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False, soft_wrap=True).print(text)
 
 
 def parse_sets(items: list[str], blocks: list[str]) -> dict[str, dict]:
@@ -100,13 +93,13 @@ def train_command(
 
     info = setup_processes(device)
     try:
-        say = _message if info.main else (lambda text: None)
+        note_line = say if info.main else (lambda text: None)
         kind, root, note = resolve_dataset(dataset, data_root)
         if note:
-            say(note)
+            note_line(note)
         started = time.perf_counter()
         data = load_task(kind, root, train_size, test_size, seed)
-        say(f"data: {data.source}: {len(data.train)} train + {len(data.test)} test images, "
+        note_line(f"data: {data.source}: {len(data.train)} train + {len(data.test)} test images, "
             f"{int(data.train.labels.sum()) + int(data.test.labels.sum())} with a patch "
             f"({time.perf_counter() - started:.1f} s); device {info.device}"
             + (f", {info.world_size} processes" if info.active else ""))
@@ -116,11 +109,11 @@ def train_command(
             cfg = TrainConfig(block=name, out=base / name if compare else base, overrides=overrides[name],
                               epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, train_size=train_size,
                               test_size=test_size, dataset=kind, resume=resume, registry=registry_list)
-            summary = run_training(cfg, data, info, say)
+            summary = run_training(cfg, data, info, note_line)
             summary.pop("history")
             summary["article_min_test_loss"] = ARTICLE.get(name, {}).get("min_test_loss")
             rows.append(summary)
-            say(f"{name}: wrote {cfg.out}/metrics.csv, loss.png, accuracy.png, attention.png, checkpoints/")
+            note_line(f"{name}: wrote {cfg.out}/metrics.csv, loss.png, accuracy.png, attention.png, checkpoints/")
         if info.main:
             columns = COMPARE_COLUMNS if compare else COMPARE_COLUMNS[:-1]
             if compare:

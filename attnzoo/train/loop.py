@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from attnzoo.errors import ConfigError
 from attnzoo.train.data import TaskData, epoch_order, shard
-from attnzoo.train.models import NO_BLOCK, PatchNet, build_model, count_parameters
+from attnzoo.train.models import PatchNet, build_model, count_parameters
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "train_s", "epoch_s",
                   "train_img_per_s", "lr", "batch_size")
