@@ -11,6 +11,7 @@ import ast
 import importlib
 import math
 import operator
+import re
 import tomllib
 from typing import Any, Sequence
 
@@ -27,11 +28,10 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 def parse_shape(text: str | Sequence[int]) -> Shape:
     """``"128,256,24,24"`` (or ``x`` separated) to a tuple of positive ints; 3 or 4 dimensions."""
     if isinstance(text, str):
-        parts = [p for p in text.replace("x", ",").replace(" ", "").split(",") if p]
-        try:
-            dims = tuple(int(p) for p in parts)
-        except ValueError:
-            raise ShapeError(f"malformed shape '{text}': expected integers like 128,256,24,24") from None
+        parts = re.split(r"[,x]", text.replace(" ", ""))
+        if not all(p.isdigit() for p in parts):
+            raise ShapeError(f"malformed shape '{text}': expected integers like 128,256,24,24")
+        dims = tuple(int(p) for p in parts)
     else:
         dims = tuple(int(d) for d in text)
     if len(dims) not in (3, 4):

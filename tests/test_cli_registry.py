@@ -67,3 +67,11 @@ def test_list_and_info_do_not_import_torch():
     code = ("import sys; from attnzoo.cli import run; run(['list']); run(['info', 'cbam']); "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_usage_errors_are_one_line_too(capsys):
+    assert run(["info"]) == 2
+    err = capsys.readouterr().err
+    assert "Missing argument" in err and "Traceback" not in err
+    assert run(["list", "--nope"]) == 2
+    assert "No such option" in capsys.readouterr().err

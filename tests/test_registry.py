@@ -118,7 +118,7 @@ def test_parse_shape(text, dims):
     assert parse_shape(text) == dims
 
 
-@pytest.mark.parametrize("text", ["1,2", "a,b,c", "1,2,3,4,5", "2,0,4,4", ""])
+@pytest.mark.parametrize("text", ["1,2", "a,b,c", "1,2,3,4,5", "2,0,4,4", "", "2,64,x,8", "2,64,,8", "2,-4,8,8"])
 def test_malformed_shapes_are_refused(text):
     with pytest.raises(ShapeError):
         parse_shape(text)

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Sequence
 
-import click
+import typer
 
 from attnzoo.cli.app import app
 from attnzoo.cli import info_cmd, list_cmd  # noqa: F401  (each module registers its command on app)
 from attnzoo.cli import profile_cmd, sweep_cmd, train_cmd  # noqa: F401
 from attnzoo.cli.common import debug_enabled
 from attnzoo.errors import AttnzooError
+
+
+def _click_exceptions() -> tuple[type[BaseException], ...]:
+    """Usage errors: recent typer carries its own copy of click, whose exceptions are not the click package's."""
+    found = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(name).ClickException)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
 
 
 def _one_line(text: str) -> str:
@@ -26,10 +38,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = [a for a in (sys.argv[1:] if argv is None else list(argv)) if a != "--debug"]
     try:
         result = app(args=args, prog_name="attnzoo", standalone_mode=False)
-    except click.exceptions.ClickException as exc:
+    except _click_exceptions() as exc:
         exc.show()
         return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print("attnzoo: interrupted", file=sys.stderr)
         return 130
     except AttnzooError as exc:
