@@ -63,7 +63,7 @@ class AFF(nn.Module):
 
     Dai et al., "Attentional Feature Fusion", WACV 2021, https://arxiv.org/abs/2009.14082; follows
     YimianDai/open-aff ``fusion.py`` (class AFF): w = MS-CAM weights of x + y, output ``2 x w + 2 y (1 - w)``.
-    The paper writes ``x w + y (1 - w)``; the factor 2 is the official code's, kept here as the task asks
+    The paper writes ``x w + y (1 - w)``; the factor 2 is the official code's, kept to match it
     (it keeps the output's scale equal to that of x + y when w = 1/2). r = 4.
     Cost: as MS-CAM, about 2 N C^2 / r + 5 N C MACs per image: linear in N.
     """
