@@ -103,7 +103,7 @@ def fit_rows(rows: Sequence[dict[str, Any]], over: str, metrics: Sequence[str] =
     for block in blocks:
         mine = [r for r in rows if r["block"] == block and str(r.get("status", "")) == "ok"]
         for metric in metrics:
-            pairs = [(axis_value(_shape_of(r), over), _number(r.get(metric))) for r in mine]
+            pairs = [(axis_value(shape_of(r), over), _number(r.get(metric))) for r in mine]
             pairs = [(x, y) for x, y in pairs if y is not None and y > 0]
             if not pairs:
                 continue
@@ -116,7 +116,8 @@ def fit_rows(rows: Sequence[dict[str, Any]], over: str, metrics: Sequence[str] =
     return fits
 
 
-def _shape_of(row: dict[str, Any]) -> tuple[int, ...]:
+def shape_of(row: dict[str, Any]) -> tuple[int, ...]:
+    """A row's shape as a tuple, whether it holds "1,64,8,8" (read from a file) or a sequence."""
     shape = row["shape"]
     return tuple(int(d) for d in str(shape).split(",")) if not isinstance(shape, (tuple, list)) else tuple(shape)
 
@@ -225,7 +226,7 @@ def plot(rows: Sequence[dict[str, Any]], over: str, path: str | os.PathLike,
     blocks = list(dict.fromkeys(r["block"] for r in rows))
     for ax, metric in zip(axes[0], present):
         for block in blocks:
-            pts = sorted((axis_value(_shape_of(r), over), _number(r.get(metric))) for r in rows
+            pts = sorted((axis_value(shape_of(r), over), _number(r.get(metric))) for r in rows
                          if r["block"] == block and str(r.get("status")) == "ok")
             pts = [(x, y) for x, y in pts if y]
             if pts:

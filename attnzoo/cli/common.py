@@ -15,6 +15,13 @@ RegistryOption = typer.Option(
     help="Extra folder of block cards (repeatable); also read from $ATTNZOO_REGISTRY.")
 FormatOption = typer.Option("table", "--format", "-f", help="Output format: table, csv or json.")
 OutputOption = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the data to FILE instead of stdout.")
+# Measurement options shared by profile and sweep: None means "the suite's value, else the default".
+SetOption = typer.Option(None, "--set", metavar="KEY=VALUE",
+                         help="Override a constructor argument of the cards (repeatable).")
+DeviceOption = typer.Option(None, "--device", help="cpu, cuda (or cuda:N) or auto (default: auto).")
+DtypeOption = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: float32).")
+ThreadsOption = typer.Option(None, "--threads",
+                             help="CPU threads while measuring (torch.set_num_threads) (default: torch's).")
 
 
 def registry_dirs(value: Optional[List[str]]) -> list[str]:

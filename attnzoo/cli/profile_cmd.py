@@ -11,8 +11,8 @@ from typing import Any, List, Optional
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import (FormatOption, OutputOption, RegistryOption, check_format, parse_overrides,
-                                registry_dirs, say)
+from attnzoo.cli.common import (DeviceOption, DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption,
+                                ThreadsOption, check_format, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
     'Profile blocks: parameters, MACs / FLOPs, latency and peak memory, one row per block and shape.',
@@ -95,17 +95,15 @@ def profile_command(
         None, "--shape", "-s", metavar="B,C,H,W",
         help="Input shape, repeatable: B,C,H,W, or B,N,C for token blocks."),
     all_blocks: bool = typer.Option(False, "--all", help="Profile every block in the registry."),
-    overrides: Optional[List[str]] = typer.Option(
-        None, "--set", metavar="KEY=VALUE", help="Override a constructor argument of the cards (repeatable)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (or cuda:N) or auto [default: auto]."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 [default: float32]."),
+    overrides: Optional[List[str]] = SetOption,
+    device: Optional[str] = DeviceOption,
+    dtype: Optional[str] = DtypeOption,
     mode: Optional[str] = typer.Option(
-        None, "--mode", help="infer (forward), train (forward + backward) or both [default: both]."),
+        None, "--mode", help="infer (forward), train (forward + backward) or both (default: both)."),
     min_time: Optional[float] = typer.Option(
-        None, "--min-time", metavar="SECONDS", help="Time each measurement for at least this long [default: 1.0]."),
-    warmup: Optional[int] = typer.Option(None, "--warmup", help="Calls before timing starts [default: 3]."),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", help="CPU threads while measuring (torch.set_num_threads) [default: torch's]."),
+        None, "--min-time", metavar="SECONDS", help="Time each measurement for at least this long (default: 1.0)."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Calls before timing starts (default: 3)."),
+    threads: Optional[int] = ThreadsOption,
     suite: Optional[str] = typer.Option(
         None, "--suite", metavar="NAME|FILE", help="Run a suite: a TOML file, or a name from profiles/ (e.g. seeds)."),
     fmt: str = FormatOption,

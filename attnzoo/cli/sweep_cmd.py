@@ -12,8 +12,8 @@ from typing import Any, List, Optional
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import (FormatOption, OutputOption, RegistryOption, check_format, parse_overrides,
-                                registry_dirs, say)
+from attnzoo.cli.common import (DeviceOption, DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption,
+                                ThreadsOption, check_format, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
     "Sweep input sizes and fit how cost grows: MACs, latency and peak memory against N = H*W "
@@ -73,17 +73,16 @@ def sweep_command(
     values: Optional[str] = typer.Option(None, "--values", metavar="LIST|RANGE", help="Values along --over."),
     suite: Optional[str] = typer.Option(None, "--suite", metavar="NAME|FILE",
                                         help="A sweep suite from profiles/ (e.g. self-vs-external) or a file."),
-    overrides: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
-                                                  help="Override a constructor argument (repeatable)."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda (or cuda:N) or auto [default: auto]."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 [default: float32]."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="infer, train or both [default: infer]."),
+    overrides: Optional[List[str]] = SetOption,
+    device: Optional[str] = DeviceOption,
+    dtype: Optional[str] = DtypeOption,
+    mode: Optional[str] = typer.Option(None, "--mode", help="infer, train or both (default: infer)."),
     min_time: Optional[float] = typer.Option(None, "--min-time", metavar="SECONDS",
-                                             help="Time each point for at least this long [default: 0.2]."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads while measuring."),
+                                             help="Time each point for at least this long (default: 0.2)."),
+    threads: Optional[int] = ThreadsOption,
     max_memory: Optional[str] = typer.Option(
         None, "--max-memory", metavar="SIZE",
-        help="Skip points whose estimated peak exceeds this (e.g. 8GiB) [default: 3/4 of the device's memory]."),
+        help="Skip points whose estimated peak exceeds this (e.g. 8GiB) (default: 3/4 of the device's memory)."),
     resume: bool = typer.Option(False, "--resume", help="Keep the rows already in --output; measure the rest."),
     plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="Write log-log curves (.png or .svg)."),
     fmt: str = FormatOption,
@@ -159,11 +158,11 @@ def sweep_command(
 
 def _estimate_mib(previous: list[dict[str, Any]], shape: tuple[int, ...], over: str) -> float | None:
     """The block's peak at ``shape``, extrapolated from its previous points (the larger of fwd and train)."""
-    from attnzoo.sweep import axis_value, extrapolate
+    from attnzoo.sweep import axis_value, extrapolate, shape_of
 
     estimates = []
     for metric in ("fwd_peak_mib", "train_peak_mib"):
-        pts = [(axis_value(tuple(map(int, r["shape"].split(","))), over), r.get(metric)) for r in previous
+        pts = [(axis_value(shape_of(r), over), r.get(metric)) for r in previous
                if r.get("status") == "ok" and r.get(metric)]
         if len(pts) >= 2:
             estimates.append(extrapolate([p[0] for p in pts], [float(p[1]) for p in pts], axis_value(shape, over)))
@@ -176,7 +175,7 @@ def _measure(plan, specs, options, over, limit, done, row_file, output) -> list[
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from attnzoo.build import format_shape
-    from attnzoo.profiling.runner import _blank_row, profile_one
+    from attnzoo.profiling.runner import blank_row, profile_one
 
     rows: list[dict[str, Any]] = []
     console = Console(stderr=True)
@@ -194,7 +193,7 @@ def _measure(plan, specs, options, over, limit, done, row_file, output) -> list[
                 previous = [r for r in rows if r["block"] == name]
                 estimate = _estimate_mib(previous, shape, over)
                 if limit is not None and estimate is not None and estimate > limit:
-                    row = _blank_row(name, key[1], options)
+                    row = blank_row(name, key[1], options)
                     row["status"] = (f"skipped: estimated peak {estimate:,.0f} MiB exceeds --max-memory "
                                      f"{limit:,.0f} MiB")
                 else:

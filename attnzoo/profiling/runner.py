@@ -110,7 +110,8 @@ def _free(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def _blank_row(name: str, shape: str, options: ProfileOptions) -> dict[str, Any]:
+def blank_row(name: str, shape: str, options: ProfileOptions) -> dict[str, Any]:
+    """A row with the block, shape and machine filled in and every measurement empty (status ok)."""
     import torch
 
     row: dict[str, Any] = {column: None for column in COLUMNS}
@@ -134,7 +135,7 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions,
     default_threads = torch.get_num_threads()
     if options.threads is not None:
         torch.set_num_threads(options.threads)
-    row = _blank_row(spec.name, format_shape(shape), options)
+    row = blank_row(spec.name, format_shape(shape), options)
     stage = "build"  # which measurement is running, to say where a row failed
     module = inputs = None
     try:
@@ -293,5 +294,5 @@ def to_frame(rows: Iterable[Mapping[str, Any]]):
     return pd.DataFrame([dict(row) for row in rows], columns=list(COLUMNS))
 
 
-__all__ = ["COLUMNS", "DTYPES", "MODES", "ProfileOptions", "RowIterator", "failed", "profile_one",
+__all__ = ["COLUMNS", "DTYPES", "MODES", "ProfileOptions", "RowIterator", "blank_row", "failed", "profile_one",
            "profile_rows", "to_frame"]
