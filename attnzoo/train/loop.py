@@ -7,7 +7,6 @@ shard of every epoch's order; metrics are summed over the processes; only rank 0
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import time
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from attnzoo.errors import ConfigError
+from attnzoo.output import to_csv
 from attnzoo.train.data import TaskData, epoch_order, shard
 from attnzoo.train.models import PatchNet, build_model, count_parameters
 
@@ -209,10 +209,7 @@ def evaluate(model: PatchNet, data, batch_size: int, info: Dist) -> tuple[float,
 
 
 def write_metrics(history: list[dict], path: Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(history)
+    path.write_text(to_csv(history, METRIC_COLUMNS), encoding="utf-8")
 
 
 def summarise(cfg: TrainConfig, model: PatchNet, history: list[dict]) -> dict[str, Any]:
