@@ -58,8 +58,14 @@ def shape_symbols(shape: Shape) -> dict[str, int]:
     return symbols
 
 
-def evaluate(expr: str, symbols: dict[str, int]) -> int | float:
-    """Evaluate an arithmetic expression over the shape symbols (no calls, no attributes)."""
+#: The only calls a card's ``macs`` formula may make (kernel sizes derived from C, rounding).
+FORMULA_FUNCTIONS = {"min": min, "max": max, "abs": abs, "int": int, "ceil": math.ceil, "floor": math.floor,
+                     "log2": math.log2, "sqrt": math.sqrt}
+
+
+def evaluate(expr: str, symbols: dict[str, int], functions: dict[str, Any] | None = None) -> int | float:
+    """Evaluate an arithmetic expression over the shape symbols (no attributes; calls only to ``functions``)."""
+    functions = functions or {}
 
     def walk(node: ast.AST) -> int | float:
         if isinstance(node, ast.Expression):
@@ -75,6 +81,9 @@ def evaluate(expr: str, symbols: dict[str, int]) -> int | float:
             return _BINARY[type(node.op)](walk(node.left), walk(node.right))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -walk(node.operand)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in functions
+                and not node.keywords):
+            return functions[node.func.id](*(walk(arg) for arg in node.args))
         raise ValueError(f"unsupported expression '{expr}'")
 
     return walk(ast.parse(expr, mode="eval"))
@@ -99,6 +108,16 @@ def resolve_args(spec: BlockSpec, shape: Shape, overrides: dict[str, Any] | None
         except ShapeError as exc:
             raise ShapeError(f"{spec.name} cannot take shape {format_shape(shape)}: {exc}") from None
     return kwargs
+
+
+def stated_macs(spec: BlockSpec, shape: str | Sequence[int], overrides: dict[str, Any] | None = None) -> int:
+    """The card's ``macs`` formula at ``shape``: MACs of one forward, over the shape symbols and the resolved
+    constructor arguments (numbers and booleans; e.g. ``"B*2*channels*(channels//reduction)"``)."""
+    if not spec.macs:
+        raise ConfigError(f"{spec.name}: the card states no 'macs' formula")
+    dims = parse_shape(shape)
+    names = {k: v for k, v in resolve_args(spec, dims, overrides).items() if isinstance(v, (int, float))}
+    return int(evaluate(spec.macs, {**names, **shape_symbols(dims)}, FORMULA_FUNCTIONS))
 
 
 def parse_override(text: str) -> tuple[str, Any]:

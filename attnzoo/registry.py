@@ -21,14 +21,15 @@ from typing import Any, Iterable
 
 from attnzoo.errors import CardError, UnknownBlockError
 
-FAMILIES = ("channel", "spatial", "channel+spatial", "self-attention", "local", "external", "fusion", "conv")
+FAMILIES = ("channel", "spatial", "channel+spatial", "self-attention", "local", "axial", "linear", "external", "fusion",
+            "conv")
 LAYOUTS = ("BCHW", "BNC")
 ENV_VAR = "ATTNZOO_REGISTRY"
 
 _REQUIRED = {"name": str, "title": str, "paper": str, "url": str, "family": str, "layout": str, "target": str,
              "complexity": str}
 _OPTIONAL = {"inputs": int, "input_shapes": list, "output_shape": str, "args": dict, "macs_exponent": (int, float),
-             "notes": str, "repeat_input": int, "forward_args": dict}
+             "notes": str, "repeat_input": int, "forward_args": dict, "macs": str}
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class BlockSpec:
     forward_args: dict[str, Any] = field(default_factory=dict)
     # Expected growth of MACs with the number of positions N at fixed B and C (MACs ~ N^k); checked by tests.
     macs_exponent: float | None = None
+    # MACs of one forward as an expression over B, C, H, W, N and the constructor arguments
+    # ("B*2*channels*(channels//reduction)"); checked against the counter by the tests.
+    macs: str = ""
     notes: str = ""
     source: str = ""
 
@@ -64,7 +68,7 @@ class BlockSpec:
                 "target": self.target, "args": dict(self.args), "repeat_input": self.repeat_input,
                 "forward_args": dict(self.forward_args), "input_shapes": list(self.input_shapes),
                 "output_shape": self.output_shape,
-                "macs_exponent": self.macs_exponent, "notes": self.notes, "source": self.source}
+                "macs_exponent": self.macs_exponent, "macs": self.macs, "notes": self.notes, "source": self.source}
 
 
 def bundled_registry_dir() -> Path:
@@ -109,7 +113,7 @@ def _validate(data: dict[str, Any], path: Path) -> BlockSpec:
                      layout=data["layout"], target=data["target"], complexity=data["complexity"], inputs=inputs,
                      input_shapes=input_shapes, output_shape=data.get("output_shape", ""), args=dict(data.get("args", {})),
                      repeat_input=repeat_input, forward_args=dict(data.get("forward_args", {})),
-                     macs_exponent=data.get("macs_exponent"), notes=data.get("notes", ""), source=str(path))
+                     macs_exponent=data.get("macs_exponent"), macs=data.get("macs", ""), notes=data.get("notes", ""), source=str(path))
 
 
 def load_card(path: Path) -> BlockSpec:
