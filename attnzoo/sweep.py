@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from attnzoo.errors import ConfigError, ShapeError
+from attnzoo.profiling.measurements import BY_NAME
+from attnzoo.profiling.measurements import METRICS as _METRICS
 
 AXES = ("hw", "channels", "batch")
 #: The quantity each axis varies, as a column name: cost is fitted against it.
 AXIS_VARIABLE = {"hw": "N", "channels": "C", "batch": "B"}
-METRICS = ("macs", "fwd_ms", "fwd_peak_mib", "train_ms", "train_peak_mib")
+#: Costs that grow with the input, fitted and plotted: the metric columns of attnzoo.profiling.measurements.
+METRICS = _METRICS
 #: Columns that identify a measured point, for --resume.
 POINT_KEYS = ("block", "shape")
 
@@ -216,8 +219,6 @@ def plot(rows: Sequence[dict[str, Any]], over: str, path: str | os.PathLike,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    units = {"macs": "MACs", "fwd_ms": "forward latency (ms)", "fwd_peak_mib": "forward peak memory (MiB)",
-             "train_ms": "training step (ms)", "train_peak_mib": "training peak memory (MiB)"}
     variable = {"hw": "N = H x W (positions)", "channels": "C (channels)", "batch": "B (batch)"}[over]
     present = [m for m in metrics if any(_number(r.get(m)) for r in rows)]
     if not present:
@@ -232,7 +233,7 @@ def plot(rows: Sequence[dict[str, Any]], over: str, path: str | os.PathLike,
             if pts:
                 ax.loglog([p[0] for p in pts], [p[1] for p in pts], marker="o", label=block)
         ax.set_xlabel(variable)
-        ax.set_ylabel(units.get(metric, metric))
+        ax.set_ylabel(BY_NAME[metric].axis_label if metric in BY_NAME else metric)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("attnzoo sweep: cost against input size (log-log)")

@@ -12,7 +12,11 @@ from attnzoo.cli.app import app
 from attnzoo.cli import info_cmd, list_cmd  # noqa: F401  (each module registers its command on app)
 from attnzoo.cli import profile_cmd, sweep_cmd, train_cmd  # noqa: F401
 from attnzoo.cli.common import debug_enabled
-from attnzoo.errors import AttnzooError
+from attnzoo.errors import AttnzooError, ProfilerError
+
+#: Exit status of a bug in attnzoo itself (sysexits' EX_SOFTWARE), distinct from a failed row (1) or a usage
+#: error (2).
+INTERNAL_ERROR = 70
 
 
 def _click_exceptions() -> tuple[type[BaseException], ...]:
@@ -54,6 +58,12 @@ def run(argv: Sequence[str] | None = None) -> int:
             raise
         print("attnzoo: error: out of memory", file=sys.stderr)
         return 3
+    except ProfilerError as exc:
+        if debug_enabled():
+            raise
+        print(f"attnzoo: internal error (a bug in attnzoo, please report it): {_one_line(exc)}; "
+              "--debug shows the traceback", file=sys.stderr)
+        return INTERNAL_ERROR
     return result if isinstance(result, int) else 0
 
 

@@ -11,8 +11,9 @@ from typing import Any, List, Optional
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import (DeviceOption, DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption,
-                                ThreadsOption, check_format, parse_overrides, registry_dirs, say)
+from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
+                                DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption, ThreadsOption,
+                                check_format, mode_settings, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
     'Profile blocks: parameters, MACs / FLOPs, latency and peak memory, one row per block and shape.',
@@ -27,16 +28,21 @@ HELP = "\n\n".join([
     'training step (forward and backward, gradients for the weights and the input); after warm-up, '
     'repeated for --min-time seconds; *_iqr_ms is the interquartile range, *_runs the number of timed '
     'calls.',
-    'Efficiency: achieved FLOP/s of the forward (flops / fwd_ms) over device_gflops, the device\'s '
-    'matrix-multiply GFLOP/s for the dtype and thread count, measured once per run (the best of a few '
-    'large square matmuls); 0.25 means the forward runs at a quarter of the rate of a large matmul. '
-    'Memory-bound blocks sit far below 1.',
+    'Roofline: bytes_min is the compulsory traffic of a forward (inputs, outputs and parameters once each), '
+    'bytes_eager what the operators of an eager forward read and write; intensity = flops / bytes_min. '
+    'roofline_ms is the fastest forward the device allows: the slower of flops at the best matmul rate '
+    '(device_gflops) and bytes_min at the bandwidth measured for the row\'s working set (bandwidth_gbs). '
+    'of_limit = roofline_ms / fwd_ms: 1.0 is at the hardware\'s limit; bound says which ceiling binds. '
+    'Both ceilings are measured once per run. efficiency is achieved FLOP/s over the matmul rate.',
+    'Modes: --compile (torch.compile; compile_s is the time of the first calls), --amp (autocast to '
+    'bfloat16 on CPU, float16 on CUDA), --channels-last; each row records its modes. fwd_img_s and '
+    'train_img_s are images per second.',
     'Memory: fwd_peak_mib and train_peak_mib are the peak memory of one forward / training step in MiB '
     'above the inputs and weights already allocated (outputs, activations, gradients, temporaries). On '
     "CUDA from the allocator's peak statistics; on the CPU the peak of live tensor storages the call "
     "creates (not the process's RSS).",
     'Exit status: 0 when every row succeeded, 1 when a row failed (its status says why), 2 for a usage '
-    'error.',
+    'error, 70 for an internal error of attnzoo (--debug shows its traceback).',
 ])
 
 
@@ -55,36 +61,43 @@ def _ms(median: Any, iqr: Any) -> str:
     return f"{median:.4g} ± {iqr:.2g}" if iqr is not None else f"{median:.4g}"
 
 
+def _shown(column, row: dict[str, Any]) -> Any:
+    value = row.get(column.name)
+    if column.style == "si":
+        return _si(value, column.unit)
+    if column.style == "ms":
+        return _ms(value, row.get(column.name.replace("_ms", "_iqr_ms")))
+    if isinstance(value, float) and column.style == "num":
+        return round(value) if abs(value) >= 1000 else float(f"{value:.4g}")
+    return value
+
+
 def _table_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """What the table shows: counts with SI prefixes, time as median ± IQR. CSV and JSON keep raw columns."""
-    shown = []
-    for row in rows:
-        shown.append({
-            "block": row["block"], "shape": row["shape"], "status": row["status"],
-            "params": row["params"],
-            "MACs": _si(row["macs"]), "FLOPs": _si(row["flops"]),
-            "fwd ms": _ms(row["fwd_ms"], row["fwd_iqr_ms"]), "fwd MiB": row["fwd_peak_mib"],
-            "train ms": _ms(row["train_ms"], row["train_iqr_ms"]), "train MiB": row["train_peak_mib"],
-            "efficiency": "" if row.get("efficiency") is None else f"{row['efficiency']:.3f}",
-            "uncounted ops": row["uncounted_ops"],
-        })
-    columns = list(shown[0]) if shown else []
-    if all(not r["uncounted ops"] for r in shown):
-        columns.remove("uncounted ops")
-    for column in ("fwd ms", "fwd MiB", "train ms", "train MiB", "efficiency"):
-        if all(r[column] in ("", None) for r in shown):
-            columns.remove(column)
+    """What the table shows: the columns with a label (attnzoo.profiling.measurements), counts with SI
+    prefixes, time as median ± IQR, and only columns that have a value in some row. CSV and JSON keep raw
+    columns."""
+    from attnzoo.profiling.measurements import ALL_COLUMNS
+
+    labelled = [c for c in ALL_COLUMNS if c.label]
+    shown = [{c.label: _shown(c, row) for c in labelled} for row in rows]
+    keep = ("block", "shape", "status")
+    columns = [c.label for c in labelled if c.label in keep or any(r[c.label] not in ("", None) for r in shown)]
     return shown, columns
 
 
 def _caption(rows: list[dict[str, Any]]) -> str:
     first = rows[0]
     threads = f"{first['threads']} thread" + ("s" if first["threads"] != 1 else "")
+    modes = [f"compile {first['compile']}" if first.get("compile") else "",
+             f"amp {first['amp']}" if first.get("amp") else "",
+             "channels-last" if first.get("channels_last") in (True, "True") else ""]
     gflops = next((row["device_gflops"] for row in rows if row.get("device_gflops")), None)
     matmul = f" · matmul {gflops:g} GFLOP/s" if gflops else ""
-    return (f"{first['device']} · {first['dtype']} · {threads} · torch {first['torch']}{matmul}\n"
+    where = " · ".join([str(first.get("device_name") or first["device"]), first["dtype"], *filter(None, modes),
+                        threads, f"torch {first['torch']}"])
+    return (f"{where}{matmul}\n"
             "1 MAC = 1 multiply-add = 2 FLOPs · time: median ± IQR · MiB: peak above inputs and weights · "
-            "efficiency: achieved FLOP/s over the matmul GFLOP/s above")
+            "of limit: the roofline's time over the measured one (1 = at the hardware's limit)")
 
 
 @app.command("profile", help=HELP)
@@ -104,6 +117,10 @@ def profile_command(
         None, "--min-time", metavar="SECONDS", help="Time each measurement for at least this long (default: 1.0)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Calls before timing starts (default: 3)."),
     threads: Optional[int] = ThreadsOption,
+    compile_: bool = CompileOption,
+    compile_mode: Optional[str] = CompileModeOption,
+    amp: bool = AmpOption,
+    channels_last: bool = ChannelsLastOption,
     suite: Optional[str] = typer.Option(
         None, "--suite", metavar="NAME|FILE", help="Run a suite: a TOML file, or a name from profiles/ (e.g. seeds)."),
     fmt: str = FormatOption,
@@ -121,6 +138,7 @@ def profile_command(
     given = {key: value for key, value in (("device", device), ("dtype", dtype), ("mode", mode),
                                            ("min_time", min_time), ("warmup", warmup),
                                            ("threads", threads)) if value is not None}
+    given.update(mode_settings(compile_, compile_mode, amp, channels_last))
     title = "attnzoo profile"
 
     plans = []  # (block patterns, shapes, overrides): every plan is checked before anything runs

@@ -12,8 +12,9 @@ from typing import Any, List, Optional
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import (DeviceOption, DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption,
-                                ThreadsOption, check_format, parse_overrides, registry_dirs, say)
+from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
+                                DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption, ThreadsOption,
+                                check_format, mode_settings, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
     "Sweep input sizes and fit how cost grows: MACs, latency and peak memory against N = H*W "
@@ -80,6 +81,10 @@ def sweep_command(
     min_time: Optional[float] = typer.Option(None, "--min-time", metavar="SECONDS",
                                              help="Time each point for at least this long (default: 0.2)."),
     threads: Optional[int] = ThreadsOption,
+    compile_: bool = CompileOption,
+    compile_mode: Optional[str] = CompileModeOption,
+    amp: bool = AmpOption,
+    channels_last: bool = ChannelsLastOption,
     max_memory: Optional[str] = typer.Option(
         None, "--max-memory", metavar="SIZE",
         help="Skip points whose estimated peak exceeds this (e.g. 8GiB) (default: 3/4 of the device's memory)."),
@@ -101,6 +106,7 @@ def sweep_command(
     cli_overrides = parse_overrides(overrides)
     given = {k: v for k, v in (("device", device), ("dtype", dtype), ("mode", mode), ("min_time", min_time),
                                ("threads", threads)) if v is not None}
+    given.update(mode_settings(compile_, compile_mode, amp, channels_last))
     settings: dict[str, Any] = {"mode": "infer", "min_time": 0.2}
 
     # The plan: (block name, shape, overrides) for every point, checked before anything runs.
@@ -175,8 +181,9 @@ def _measure(plan, specs, options, over, limit, done, row_file, output) -> list[
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from attnzoo.build import format_shape
-    from attnzoo.profiling.runner import blank_row, profile_one
+    from attnzoo.profiling.runner import blank_row, calibrate, profile_one
 
+    calibration = calibrate(options)  # once, before the points: its failure is not a point's
     rows: list[dict[str, Any]] = []
     console = Console(stderr=True)
     try:
@@ -193,11 +200,11 @@ def _measure(plan, specs, options, over, limit, done, row_file, output) -> list[
                 previous = [r for r in rows if r["block"] == name]
                 estimate = _estimate_mib(previous, shape, over)
                 if limit is not None and estimate is not None and estimate > limit:
-                    row = blank_row(name, key[1], options)
+                    row = blank_row(name, key[1], options, overrides)
                     row["status"] = (f"skipped: estimated peak {estimate:,.0f} MiB exceeds --max-memory "
                                      f"{limit:,.0f} MiB")
                 else:
-                    row = profile_one(specs[name], shape, options, overrides)
+                    row = profile_one(specs[name], shape, options, overrides, calibration)
                 rows.append(row)
                 if row_file is not None:
                     row_file.append(row)
