@@ -13,7 +13,7 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption, ThreadsOption,
-                                check_format, mode_settings, parse_overrides, registry_dirs, say)
+                                check_format, check_output_path, mode_settings, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
     'Profile blocks: parameters, MACs / FLOPs, latency and peak memory, one row per block and shape.',
@@ -121,6 +121,11 @@ def profile_command(
     compile_mode: Optional[str] = CompileModeOption,
     amp: bool = AmpOption,
     channels_last: bool = ChannelsLastOption,
+    by_module: bool = typer.Option(
+        False, "--by-module", help="One row per submodule (params, MACs, bytes, share of the forward time)."),
+    depth: int = typer.Option(1, "--depth", metavar="K", help="With --by-module: how deep to list submodules."),
+    plot: Optional[str] = typer.Option(
+        None, "--plot", metavar="FILE", help="Draw the roofline chart of the rows (.png or .svg)."),
     suite: Optional[str] = typer.Option(
         None, "--suite", metavar="NAME|FILE", help="Run a suite: a TOML file, or a name from profiles/ (e.g. seeds)."),
     fmt: str = FormatOption,
@@ -159,6 +164,12 @@ def profile_command(
             raise ConfigError("name at least one block (or --all, or --suite NAME); see 'attnzoo list'")
         plans = [(patterns, list(shape or []), cli_overrides)]
     options = ProfileOptions(raise_errors=debug_enabled(), **settings)
+    if depth < 1:
+        raise ConfigError(f"--depth must be at least 1, got {depth}")
+    if by_module:
+        return _by_module(plans, options.checked(), depth, dirs, fmt, output)
+    if plot is not None:
+        check_output_path(plot, (".png", ".svg", ".pdf"), "--plot")
     progress = _ProgressLine()
     row_sets = [profile_rows(blocks, shapes, options, run_overrides, dirs, on_start=progress.start)
                 for blocks, shapes, run_overrides in plans]
@@ -175,7 +186,44 @@ def profile_command(
         render(rows, fmt, columns=COLUMNS, output=output)
     if output:
         say(f"wrote {len(rows)} rows to {output}")
+    if plot is not None:
+        from attnzoo.profiling.roofline import plot_roofline
+        from attnzoo.profiling.runner import calibrate
+
+        plot_roofline(rows, calibrate(options.checked()), plot)
+        say(f"roofline written to {plot}")
     return 1 if bad else 0
+
+
+def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]) -> int:
+    """``--by-module``: the rows of every block's submodules (attnzoo.profiling.modules)."""
+    from attnzoo.build import parse_shape
+    from attnzoo.output import render
+    from attnzoo.profiling.modules import MODULE_COLUMNS, module_rows
+    from attnzoo.profiling.prepare import BlockFailure
+    from attnzoo.registry import get_spec, resolve_names
+
+    jobs = [(get_spec(name, dirs), parse_shape(s), run_overrides)
+            for blocks, shapes, run_overrides in plans for name in resolve_names(blocks, dirs) for s in shapes]
+    if not any(True for _ in jobs):
+        raise ConfigError("--by-module needs a block and a --shape")
+    rows, failures = [], 0
+    for spec, shape, run_overrides in jobs:
+        try:
+            rows += module_rows(spec, shape, options, run_overrides, depth)
+        except BlockFailure as failure:
+            failures += 1
+            say(f"attnzoo: {spec.name} at {','.join(map(str, shape))}: error: {failure.stage} failed: "
+                f"{failure.error}")
+    if rows:
+        if fmt == "table":
+            shown = [{**r, "macs": _si(r["macs"]), "bytes_eager": _si(r["bytes_eager"], "B")} for r in rows]
+            render(shown, fmt, columns=MODULE_COLUMNS, title=f"attnzoo profile --by-module (depth {depth})",
+                   caption="rows add up to the block: (own ops) are the operators outside the listed submodules",
+                   output=output)
+        else:
+            render(rows, fmt, columns=MODULE_COLUMNS, output=output)
+    return 1 if failures else 0
 
 
 class _ProgressLine:

@@ -243,6 +243,8 @@ class MacCount:
     #: "fvcore" (JIT trace), or "flop_counter" when the trace failed (see ``note``).
     method: str = "fvcore"
     note: str = ""
+    #: MACs inside each submodule, by qualified name ("" is the whole module); fvcore's count only.
+    by_module: dict[str, int] = field(default_factory=dict)
 
     @property
     def flops(self) -> int:
@@ -317,6 +319,7 @@ def count_macs(module: nn.Module, inputs: Sequence[torch.Tensor] | torch.Tensor)
             try:
                 total = int(analysis.total())
                 missing = analysis.unsupported_ops()
+                by_module = {name: int(macs) for name, macs in analysis.by_module().items()}
             except Exception as exc:  # the JIT trace failed: fall back to the dispatch-level counter
                 reason = " ".join(str(exc).split()).split(". ")[0][:200] or type(exc).__name__
                 return _flop_counter_count(module, inputs, reason=reason)
@@ -325,7 +328,7 @@ def count_macs(module: nn.Module, inputs: Sequence[torch.Tensor] | torch.Tensor)
     uncounted.update(missing)
     return MacCount(macs=total, by_operator=dict(sorted(by_operator.items())),
                     uncounted=[f"{op} x{n}" if n > 1 else op for op, n in sorted(uncounted.items())],
-                    not_macs=sorted(op.split("::")[-1] for op in not_macs))
+                    not_macs=sorted(op.split("::")[-1] for op in not_macs), by_module=by_module)
 
 
 def _deform_conv2d_flops(input_shape, weight_shape, offset_shape, mask_shape, bias_shape, *args,
