@@ -21,8 +21,9 @@ class AttentionGate(nn.Module):
     returns ``(output, alpha)`` with alpha (B, 1, H, W) in (0, 1), as the reference returns both; by default
     only the gated output. g may have any spatial size (the card uses C_g = 2 C at H/2 x W/2); x must be at
     least as large as the sub-sample factor.
-    Cost: N C C_int (theta) + N_g C_g C_int (phi) + N C_int / 4 (psi) + N C^2 (W) + N C MACs per image; with
-    the card's C_int = C/2, C_g = 2C, N_g = N/4 about 1.75 N C^2: linear in N.
+    Cost: N' (4 C + 1) C_int (theta, psi; N' = floor(H/2) floor(W/2)) + N_g C_g C_int (phi) + N C^2 (W) MACs
+    per image at sub-sample (2, 2); with the card's C_int = C/2, C_g = 2C and N_g = N': about 1.75 N C^2,
+    linear in N.
     """
 
     def __init__(self, channels: int, gating_channels: int, inter_channels: int | None = None,

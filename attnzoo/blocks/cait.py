@@ -22,7 +22,8 @@ class ClassAttention(nn.Module):
     user would read out of a feature map (the card's feature-map form returns these (B, 1, C) tokens, not a
     map). With ``class_token=False`` it is the reference layer: the input is (B, 1 + N, C) with the class
     token first. The residual, LayerScale and MLP of the CA block are not included.
-    Cost: 2 N' C^2 (k, v) + 2 C^2 (q, output) + 2 N' C MACs per image, N' = 1 + N: linear in N.
+    Cost: 2 N' C^2 (k, v) + 2 C^2 (q, output) + 2 N' C MACs per image, N' = 1 + N tokens with the held class
+    token (N' = N, the input's length, with ``class_token=False``): linear in N.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False, class_token: bool = True,
