@@ -17,7 +17,8 @@ class ClassAttention(nn.Module):
     k = W_k z, v = W_v z, A = softmax(q k^T / sqrt(d)), out = W_o (A v) (with bias). q, k and v have a bias by
     default: the bare ``Class_Attention`` of the official code (facebookresearch/deit ``cait_models.py``) and
     timm's ``ClassAttn`` default to ``qkv_bias=False``, but every CaiT model of both passes ``qkv_bias=True``,
-    so attnzoo follows the models (``qkv_bias=False`` gives the bare class). Only the class token is updated, so the output is one token: (B, 1, C).
+    so attnzoo follows the models (``qkv_bias=False`` gives the bare class). Only the class token is updated,
+    so the output is one token: (B, 1, C).
 
     Input. With ``class_token=True`` (default) the block holds its own learned class token (trunc-normal
     init, std 0.02, as CaiT's) and takes the patches alone: (B, N, C) -> (B, 1, C), the class embedding a
