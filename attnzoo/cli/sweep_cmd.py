@@ -197,7 +197,7 @@ def _crossover_table(results, specs) -> tuple[list[dict[str, Any]], list[str], s
     several = len({base for _, base in table}) > 1
     columns = ["block", "family", *(["base"] if several else []), *CROSSOVER_METRICS, f"{variable}_compared"]
     title = (f"crossover {variable} against {results[0]['baseline'] if results else 'the baseline'}: "
-             f"from which {variable} each block costs less (log-log interpolation)")
+             f"cheaper from this {variable} on")
     return list(table.values()), columns, title
 
 
