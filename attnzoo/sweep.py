@@ -163,7 +163,8 @@ def crossovers(rows: Sequence[dict[str, Any]], baseline: str, over: str = "hw",
     between two such grid points both curves are taken as straight lines on log-log, so the crossing
     point is interpolated there. ``verdict`` is
 
-    * ``always``: cheaper at every compared point; ``never``: at none;
+    * ``always``: cheaper at every compared point; ``never``: at none; ``equal``: the same cost at every
+      point (MACs of two blocks that differ only in how they compute);
     * ``above``: dearer at the small end, cheaper from ``crossover`` to the end of the grid (one crossing);
     * ``below``: cheaper at the small end, dearer from ``crossover`` on: it crosses back (one crossing);
     * ``mixed``: more than one crossing; ``crossover`` is the last one, ``crossings`` lists them all and
@@ -205,11 +206,13 @@ def crossovers(rows: Sequence[dict[str, Any]], baseline: str, over: str = "hw",
                 result: dict[str, Any] = {"block": block, "metric": metric, "baseline": baseline, "base": base,
                                           "variable": variable, "points": len(xs), "verdict": "no data",
                                           "crossover": None, "crossings": [], "cheaper_on": [],
-                                          "compared": f"{xs[0]}..{xs[-1]}" if xs else ""}
+                                          "compared": f"{xs[0]}..{xs[-1]}" if xs else "", "ratio_at_end": None}
                 if xs:
                     log_ratios = [math.log(mine[x] / theirs[x]) for x in xs]
                     intervals, crossings = _cheaper_intervals(xs, log_ratios)
-                    if not crossings:
+                    if all(r == 0 for r in log_ratios):
+                        result["verdict"] = "equal"
+                    elif not crossings:
                         result["verdict"] = "always" if log_ratios[0] < 0 else "never"
                     elif len(crossings) == 1:
                         result["verdict"] = "above" if crossings[0][1] == "cheaper" else "below"

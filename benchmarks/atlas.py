@@ -82,6 +82,7 @@ def metric_sentence(results: Sequence[dict[str, Any]], metric: str, baseline: st
     above = sorted((r for r in mine if r["verdict"] == "above"), key=lambda r: r["crossover"])
     always = [r["block"] for r in mine if r["verdict"] == "always"]
     never = [r["block"] for r in mine if r["verdict"] == "never"]
+    equal = [r["block"] for r in mine if r["verdict"] == "equal"]
     back = [r for r in mine if r["verdict"] in ("below", "mixed")]
     parts = []
     if always:
@@ -93,9 +94,10 @@ def metric_sentence(results: Sequence[dict[str, Any]], metric: str, baseline: st
             parts.append(f"{len(above)} blocks overtake `{baseline}` between N = {_n(above[0]['crossover'])} "
                          f"(`{above[0]['block']}`) and N = {_n(above[-1]['crossover'])} (`{above[-1]['block']}`)")
     if back:
-        parts.append(f"{_names([r['block'] for r in back])} "
-                     f"{'is' if len(back) == 1 else 'are'} cheaper only on part of the grid ("
-                     + "; ".join(f"`{r['block']}`: {cell(r)}" for r in back) + ")")
+        parts.append("only part of the grid favours " + ", ".join(
+            f"`{r['block']}` (N {' and '.join(f'{_n(a)}-{_n(b)}' for a, b in r['cheaper_on'])})" for r in back))
+    if equal:
+        parts.append(f"{_names(equal)} cost{'s' if len(equal) == 1 else ''} the same as `{baseline}`")
     if never:
         parts.append(f"{_names(never)} {'is' if len(never) == 1 else 'are'} never cheaper up to N = {_n(top)}")
     if not parts:
@@ -123,7 +125,7 @@ def section(rows: list[dict], results: list[dict], fits: dict, families: dict, c
     for block in blocks:
         crossings = (["baseline"] * 3 if block == baseline
                      else [cell(by.get((block, metric))) for metric in METRICS])
-        lines.append(f"| `{block}` | {families[block]} | {complexity[block]} | "
+        lines.append(f"| `{block}` | {families[block]} | `{complexity[block]}` | "
                      + " | ".join(exponent(block, m) for m in METRICS) + " | " + " | ".join(crossings) + " |")
     missing = [r for r in rows if r["status"] != "ok"]
     lines += ["", "A crossover is the N from which the block costs less than the baseline, interpolated on "

@@ -28,7 +28,7 @@ HELP = "\n\n".join([
     "--baseline NAME (one of the swept blocks) adds, for every other block and for MACs, forward time and "
     "forward peak memory, the crossover: the N from which the block costs less than the baseline, "
     "interpolated on log-log between grid points; 'always' or 'never' when it is cheaper at every or at no "
-    "grid point; 'below N' when it is cheaper only below N (it crosses back); 'cheaper on A-B, C-D' for "
+    "grid point ('equal' for the same cost at every point); 'below N' when it is cheaper only below N (it crosses back); 'cheaper on A-B, C-D' for "
     "several crossings. They are shown in a table, added to the rows (columns crossover_macs, ...) and marked "
     "on --plot, whose curves are then coloured by family.",
 ])
