@@ -139,7 +139,8 @@ def test_each_base_shape_is_compared_with_the_baseline_at_the_same_batch():
 
 
 def test_every_metric_gets_its_own_verdict():
-    rows = synthetic({"quad": {"macs": lambda n: n ** 2, "fwd_ms": lambda n: 1e-6 * n ** 2, "fwd_peak_mib": lambda n: n},
+    rows = synthetic({"quad": {"macs": lambda n: n ** 2, "fwd_ms": lambda n: 1e-6 * n ** 2,
+                               "fwd_peak_mib": lambda n: n},
                       "lin": {"macs": lambda n: 4096 * n, "fwd_ms": lambda n: 1.0, "fwd_peak_mib": lambda n: 2 * n}})
     results = crossovers(rows, "quad")
     assert {r["metric"]: r["verdict"] for r in results} == {"macs": "above", "fwd_ms": "above",
@@ -243,7 +244,8 @@ def test_atlas_sentences_follow_the_data():
     atlas = _atlas_script()
     rows = synthetic({"mha": {"macs": lambda n: n ** 2, "fwd_ms": lambda n: 1e-6 * n ** 2, "fwd_peak_mib": lambda n: n},
                       "lin": {"macs": lambda n: 4096 * n, "fwd_ms": lambda n: 1.0, "fwd_peak_mib": lambda n: 2 * n},
-                      "win": {"macs": lambda n: 1000 * n, "fwd_ms": lambda n: 1e-4 * n, "fwd_peak_mib": lambda n: n / 2},
+                      "win": {"macs": lambda n: 1000 * n, "fwd_ms": lambda n: 1e-4 * n,
+                              "fwd_peak_mib": lambda n: n / 2},
                       "steep": {"macs": lambda n: n ** 2.5 / 100, "fwd_ms": lambda n: 1e-6 * n ** 2,
                                 "fwd_peak_mib": lambda n: n}})
     results = crossovers(rows, "mha")

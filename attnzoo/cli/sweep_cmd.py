@@ -28,9 +28,9 @@ HELP = "\n\n".join([
     "--baseline NAME (one of the swept blocks) adds, for every other block and for MACs, forward time and "
     "forward peak memory, the crossover: the N from which the block costs less than the baseline, "
     "interpolated on log-log between grid points; 'always' or 'never' when it is cheaper at every or at no "
-    "grid point ('equal' for the same cost at every point); 'below N' when it is cheaper only below N (it crosses back); 'cheaper on A-B, C-D' for "
-    "several crossings. They are shown in a table, added to the rows (columns crossover_macs, ...) and marked "
-    "on --plot, whose curves are then coloured by family.",
+    "grid point ('equal' for the same cost at every point); 'below N' when it is cheaper only below N (it "
+    "crosses back); 'cheaper on A-B, C-D' for several crossings. They are shown in a table, added to the "
+    "rows (columns crossover_macs, ...) and marked on --plot, whose curves are then coloured by family.",
 ])
 
 
@@ -148,7 +148,7 @@ def sweep_command(
     limit = parse_memory(max_memory) if max_memory is not None else default_max_memory(options.device)
     if baseline is not None and baseline not in specs:
         get_spec(baseline, dirs)  # an unknown name gets the registry's "did you mean"
-        raise ConfigError(f"--baseline {baseline} is not one of the swept blocks ({', '.join(dict.fromkeys(specs))})")
+        raise ConfigError(f"--baseline {baseline} is not one of the swept blocks ({', '.join(specs)})")
 
     row_file = None
     done: dict[tuple[str, str], dict[str, Any]] = {}
