@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from attnzoo.blocks.functional import _last_dim_contiguous
+
 
 class HaloAttention(nn.Module):
     """Blocked local self-attention: each b x b block of queries attends to its (b + 2h) x (b + 2h) halo.
@@ -49,19 +51,18 @@ class HaloAttention(nn.Module):
         # Table row for query (i, j) of a block and key (a, b) of its window: a - i + win - 1 (rows) and
         # b - j + win - 1 (columns); the true offset is a - halo - i, so the first win - b rows stay unused.
         qi, qj = torch.meshgrid(torch.arange(block_size), torch.arange(block_size), indexing="ij")
-        ka, kb = torch.meshgrid(torch.arange(self.win_size), torch.arange(self.win_size), indexing="ij")
-        self.register_buffer("row_index", (ka.flatten()[None, :] - qi.flatten()[:, None] + self.win_size - 1),
-                             persistent=False)  # (b^2, win^2)
-        self.register_buffer("col_index", (kb.flatten()[None, :] - qj.flatten()[:, None] + self.win_size - 1),
+        key = torch.arange(self.win_size)
+        self.register_buffer("row_index", key[None, :] - qi.reshape(-1, 1) + self.win_size - 1,
+                             persistent=False)  # (b^2, win)
+        self.register_buffer("col_index", key[None, :] - qj.reshape(-1, 1) + self.win_size - 1,
                              persistent=False)
 
     def relative_logits(self, q: torch.Tensor) -> torch.Tensor:
-        """q (..., b^2, head_dim) -> (..., b^2, win^2) position logits."""
-        rows = q @ self.height_rel.t()  # (..., b^2, 2 win - 1)
-        cols = q @ self.width_rel.t()
+        """q (..., b^2, head_dim) -> (..., b^2, win^2) position logits: row logit + column logit."""
         lead = q.shape[:-1]
-        return (rows.gather(-1, self.row_index.expand(*lead, -1))
-                + cols.gather(-1, self.col_index.expand(*lead, -1)))
+        rows = (q @ self.height_rel.t()).gather(-1, self.row_index.expand(*lead, -1))  # (..., b^2, win)
+        cols = (q @ self.width_rel.t()).gather(-1, self.col_index.expand(*lead, -1))  # (..., b^2, win)
+        return (rows[..., :, None] + cols[..., None, :]).flatten(-2)  # (..., b^2, win^2), key row-major
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         b, c, h, w = x.shape
@@ -78,7 +79,10 @@ class HaloAttention(nn.Module):
         pos = self.relative_logits(q)  # (B, heads, blocks, b^2, win^2)
         weights = None
         if self.fused and not return_attention:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=pos)
+            # 4-D (batch x heads, blocks, ...): SDPA's fused CPU kernel takes 4-D inputs only,
+            # with stride 1 along head_dim (k and v are slices of one tensor), else it falls back to the math path.
+            q, k, v = (_last_dim_contiguous(t.flatten(0, 1)) for t in (q, k, v))
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=pos.flatten(0, 1)).unflatten(0, (b, heads))
         else:
             weights = ((q * d ** -0.5) @ k.transpose(-2, -1) + pos).softmax(dim=-1)
             out = weights @ v  # (B, heads, blocks, b^2, head_dim)

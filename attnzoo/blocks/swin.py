@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from attnzoo.blocks.functional import _last_dim_contiguous
 from attnzoo.blocks.self_attention import _check_heads
 
 #: The additive mask of the official code between tokens of different shifted regions (not -inf).
@@ -119,7 +120,10 @@ class SwinWindowAttention(nn.Module):
         drop = self.attn_drop if self.training else 0.0
         weights = None
         if self.fused and not return_attention:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=drop)
+            # 4-D (batch x windows, heads, n, head_dim): SDPA's fused CPU kernel takes 4-D inputs only.
+            mask = (bias.expand(b, *bias.shape).flatten(0, 1) if bias.dim() == 4 else bias).to(q.dtype)
+            q, k, v = (_last_dim_contiguous(t.flatten(0, 1)) for t in (q, k, v))
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop).unflatten(0, (b, -1))
         else:
             scores = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1) + bias  # (B, windows, heads, n, n)
             weights = scores.softmax(dim=-1)
