@@ -21,7 +21,7 @@ class LiteMLA(nn.Module):
     q, k, v for ``heads = channels // head_dim`` heads of width ``head_dim = 8``; for each aggregation kernel
     in ``scales`` (default (5,)) a depthwise k x k convolution followed by a grouped 1x1 convolution (one
     group per head and per q/k/v) makes another set of heads. Every head computes
-    ``out = relu(q) (relu(k)^T [v, 1]) `` and divides by the last column (the normaliser
+    ``out = relu(q) (relu(k)^T [v, 1])`` and divides by the last column (the normaliser
     ``relu(q) sum_j relu(k_j)``, plus ``eps`` = 1e-5): linear in N, no softmax. The heads' outputs are
     concatenated and projected by a 1x1 convolution followed by BatchNorm (no bias), as timm. The attention
     arithmetic runs in float32 whatever the input dtype, as in timm.
@@ -29,8 +29,8 @@ class LiteMLA(nn.Module):
     channels than ``head_dim`` are refused.
     Cost: with T = (C // head_dim) * head_dim, S = len(scales):
     N (3 T C + sum_s 3 T (s^2 + head_dim) + 2 (C // head_dim)(1 + S) head_dim (head_dim + 1) + (1 + S) T C)
-    MACs per image; for the default (5,): N (3TC + 75T + 3T head_dim + 4 (C // head_dim) head_dim
-    (head_dim + 1) + 2TC): linear in N.
+    MACs per image; the card's formula is the one for the default single 5 x 5 scale (as EfficientViT-B):
+    N (3TC + 75T + 3T head_dim + 4 (C // head_dim) head_dim (head_dim + 1) + 2TC): linear in N.
     """
 
     def __init__(self, channels: int, head_dim: int = 8, scales: Sequence[int] = (5,), eps: float = 1e-5):

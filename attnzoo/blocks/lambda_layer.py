@@ -19,8 +19,9 @@ class LambdaLayer(nn.Module):
     value depth v = C / heads, one 1x1 convolution (no bias) for q, k and v, BatchNorm on q and v, keys
     softmax-normalised over positions. The content lambda ``softmax(K)^T V`` (k x v) is shared by all
     positions; the position lambdas come from a lambda convolution (a 3-D convolution of r x r x 1 over
-    (H, W, v) with k output channels and bias; r = 9, timm's default), so the layer is linear in N and takes
-    any map size. The output of head h at a position is ``q_h (lambda_content + lambda_position)``.
+    (H, W, v) with k output channels and bias), so the layer is linear in N and takes any map size. r = 9 is
+    timm's default; the paper's LambdaResNets use a 23 x 23 scope (``r=23``: 6.5x the MACs of the lambda
+    convolution). The output of head h at a position is ``q_h (lambda_content + lambda_position)``.
     Cost: N (C (heads k + k + v) + k v + 2 heads k v + k r^2 v) MACs per image, v = C / heads: linear in N.
     """
 
