@@ -55,6 +55,14 @@ class BandwidthCurve:
         return max(_interpolate(self.copy_sets, self.copy_gbs, working_set),
                    _interpolate(self.read_sets, self.read_gbs, working_set))
 
+    def faster(self, other: "BandwidthCurve") -> "BandwidthCurve":
+        """Point by point the faster of two curves measured at the same sizes (e.g. with 1 and N threads)."""
+        if (self.copy_sets, self.read_sets) != (other.copy_sets, other.read_sets):
+            raise ValueError("curves measured at different sizes")
+        best = lambda a, b: tuple(max(x, y) for x, y in zip(a, b))  # noqa: E731
+        return BandwidthCurve(self.device, max(self.threads, other.threads), self.copy_sets,
+                              best(self.copy_gbs, other.copy_gbs), self.read_sets, best(self.read_gbs, other.read_gbs))
+
     @property
     def dram_gbs(self) -> float:
         """The bandwidth of the largest working set measured: main memory."""
