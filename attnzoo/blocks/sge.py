@@ -37,7 +37,8 @@ class SpatialGroupEnhance(nn.Module):
         if h * w < 2:
             raise ValueError("sge needs a map of at least 2 positions (it normalises over them)")
         grouped = x.reshape(b, self.groups, c // self.groups, h * w)  # (B, G, C/G, N)
-        similarity = torch.einsum("bgcn,bgc->bgn", grouped, grouped.mean(-1))  # (B, G, N)
+        mean = grouped.mean(-1).unsqueeze(-2)  # (B, G, 1, C/G)
+        similarity = torch.matmul(mean, grouped).squeeze(-2)  # (B, G, N)
         t = similarity - similarity.mean(-1, keepdim=True)
         t = t / (t.std(-1, keepdim=True) + 1e-5)
         t = t.view(b, self.groups, h, w) * self.weight + self.bias  # (B, G, H, W)
