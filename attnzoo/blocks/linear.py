@@ -83,13 +83,12 @@ def orthogonal_gaussian(num_features: int, dim: int, generator: torch.Generator)
     norms are those of Gaussian vectors (chi with ``dim`` degrees of freedom): the orthogonal random features
     of Performer (sec. 2.4; the "scaling = 0" option of the reference). Each block is the Q of a QR of a
     Gaussian matrix, with signs fixed by the diagonal of R so that the block is Haar-distributed."""
-    blocks = []
-    for _ in range(math.ceil(num_features / dim)):
-        gauss = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
-        q, r = torch.linalg.qr(gauss)
-        q = q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, torch.ones(()).double())
-        blocks.append(q.T)  # rows orthonormal
-    rows = torch.cat(blocks)[:num_features]
+    count = math.ceil(num_features / dim)
+    gauss = torch.randn(count, dim, dim, generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(gauss)  # (count, dim, dim) each
+    signs = torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))  # (count, dim)
+    q = q * torch.where(signs == 0, torch.ones_like(signs), signs)[:, None, :]  # Haar-distributed blocks
+    rows = q.transpose(-2, -1).reshape(count * dim, dim)[:num_features]  # each block's rows orthonormal
     norms = torch.randn(num_features, dim, generator=generator, dtype=torch.float64).norm(dim=1)
     return (rows * norms[:, None]).float()
 
