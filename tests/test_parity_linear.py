@@ -59,7 +59,7 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def linformer_reference(m: LinformerAttention, x: torch.Tensor) -> torch.Tensor:
-    """Wang et al. eq. 7: head_i = softmax(Q_i (E K_i)^T / sqrt(d)) (F V_i), E = proj_k^T, F = proj_v^T."""
+    """Wang et al.: head_i = softmax(Q_i (E K_i)^T / sqrt(d)) (F V_i), E = proj_k^T, F = proj_v^T."""
     keys = m.proj_k.T @ lin(x, m.to_k)  # (B, k, C)
     values = m.proj_v.T @ lin(x, m.to_v)
     heads = [softmax_attention(qh, kh, vh) for qh, kh, vh in
@@ -183,7 +183,7 @@ def test_performer_approaches_softmax_attention_as_features_grow():
 
 
 def newton_pinv(a: torch.Tensor, iterations: int) -> torch.Tensor:
-    """Xiong et al. eq. 12 with Z0 = A^T / (max column sum * max row sum), per matrix."""
+    """Xiong et al.'s iteration with Z0 = A^T / (max column sum * max row sum), per matrix."""
     eye = torch.eye(a.shape[-1], dtype=a.dtype)
     col = a.abs().sum(-2).amax(-1)[..., None, None]
     row = a.abs().sum(-1).amax(-1)[..., None, None]
@@ -201,7 +201,7 @@ def segment_means(t: torch.Tensor, m: int) -> torch.Tensor:
 
 
 def nystrom_reference(mod: NystromAttention, x: torch.Tensor) -> torch.Tensor:
-    """Xiong et al. eq. 14 per head, plus the depthwise convolution of V along the tokens."""
+    """Xiong et al.'s approximation per head, plus the depthwise convolution of V along the tokens."""
     m = min(mod.num_landmarks, x.shape[1])
     heads = []
     q_all, k_all, v_all = (split(lin(x, layer), mod.num_heads) for layer in (mod.to_q, mod.to_k, mod.to_v))
@@ -261,7 +261,7 @@ def test_nystromformer_approaches_softmax_attention_as_landmarks_grow():
 
 
 def test_efficient_attention_equals_its_dot_product_form():
-    """rho_q(Q) (rho_k(K)^T V) computed as (rho_q(Q) rho_k(K)^T) V, the paper's eq. 4 = eq. 3 argument."""
+    """rho_q(Q) (rho_k(K)^T V) computed as (rho_q(Q) rho_k(K)^T) V, the paper's equivalence argument."""
     mod = EfficientAttention(32, key_channels=16, value_channels=24, num_heads=4).eval()
     x = torch.randn(2, 30, 32)
     heads = []
@@ -285,7 +285,7 @@ def test_linear_attention_equals_its_quadratic_form():
     x = torch.randn(2, 30, 32)
     heads = []
     for q, k, v in zip(*(split(lin(x, layer), 4) for layer in (mod.to_q, mod.to_k, mod.to_v))):
-        sim = (F.elu(q) + 1) @ (F.elu(k) + 1).transpose(-2, -1)  # (B, N, N), eq. 4 with phi = elu + 1
+        sim = (F.elu(q) + 1) @ (F.elu(k) + 1).transpose(-2, -1)  # (B, N, N), phi = elu + 1
         heads.append(sim @ v / (sim.sum(-1, keepdim=True) + mod.eps))
     expected = lin(torch.cat(heads, dim=-1), mod.to_out)
     torch.testing.assert_close(mod(x), expected, atol=ATOL, rtol=0)

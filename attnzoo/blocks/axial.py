@@ -36,7 +36,7 @@ class AxialAttention(nn.Module):
     """Axial attention: multi-head self-attention along the rows of the map, then along its columns.
 
     Ho, Kalchbrenner, Weissenborn, Salimans, "Axial Attention in Multidimensional Transformers", 2019,
-    https://arxiv.org/abs/1912.12180 (sec. 3). Each token attends to the W tokens of its row, then (on the
+    https://arxiv.org/abs/1912.12180. Each token attends to the W tokens of its row, then (on the
     result) to the H tokens of its column: two layers give every token a path to every other. Each axis has
     its own attention (q and kv projections without bias, output projection with bias, scale 1/sqrt(head_dim),
     8 heads), as lucidrains/axial-attention's ``AxialAttention``. That reference runs the axes in parallel and

@@ -40,7 +40,7 @@ class LinformerAttention(nn.Module):
     """Linformer self-attention: keys and values projected along the sequence to k rows.
 
     Wang, Li, Khabsa, Fang, Ma, "Linformer: Self-Attention with Linear Complexity", 2020,
-    https://arxiv.org/abs/2006.04768 (sec. 4, eq. 7). head_i = softmax(Q_i (E K_i)^T / sqrt(d)) (F V_i) with
+    https://arxiv.org/abs/2006.04768. head_i = softmax(Q_i (E K_i)^T / sqrt(d)) (F V_i) with
     learned E, F of shape (k, N), shared by the heads (the paper's headwise sharing). Defaults as the paper's
     and lucidrains/linformer's: k = 256, 8 heads, head_dim = dim / heads, q, k, v without bias, output
     projection with bias, E and F initialised uniform in +-1/sqrt(k). E and F tie the block to the N it was
@@ -144,7 +144,7 @@ class PerformerAttention(nn.Module):
 
 
 def iterative_pinv(a: torch.Tensor, iterations: int) -> torch.Tensor:
-    """Moore-Penrose pseudo-inverse of each (..., m, m) matrix by Nystromformer's iteration (eq. 12, from
+    """Moore-Penrose pseudo-inverse of each (..., m, m) matrix by Nystromformer's iteration (from
     Razavi et al. 2014): Z <- Z (13 I - A Z (15 I - A Z (7 I - A Z))) / 4, from Z0 = A^T / (|A|_1 |A|_inf).
     The norms are taken per matrix (the references take the largest over the whole batch, which makes one
     image's output depend on the others in its batch)."""
@@ -162,12 +162,12 @@ class NystromAttention(nn.Module):
     """Nystromformer self-attention: softmax attention through a Nystrom approximation with m landmarks.
 
     Xiong et al., "Nystromformer: A Nystrom-Based Algorithm for Approximating Self-Attention", AAAI 2021,
-    https://arxiv.org/abs/2102.03902 (eq. 14). Landmarks Q~, K~ are the means of m consecutive segments of the
+    https://arxiv.org/abs/2102.03902. Landmarks Q~, K~ are the means of m consecutive segments of the
     queries and keys; the output is
     softmax(Q K~^T / sqrt(d)) pinv(softmax(Q~ K~^T / sqrt(d))) (softmax(Q~ K^T / sqrt(d)) V), the pseudo-inverse
     by 6 iterations (see ``iterative_pinv``), plus (``residual=True``) a depthwise convolution of V along
-    the tokens (kernel 33), as the paper's and lucidrains/nystrom-attention's code. Defaults: 64 landmarks
-    (the paper's image setting), 8 heads, q, k, v without bias, output projection with bias.
+    the tokens (kernel 33), as lucidrains/nystrom-attention. Defaults: 64 landmarks (the authors' T2T-ViT
+    image variant; lucidrains defaults to 256), 8 heads, q, k, v without bias, output projection with bias.
     Departures: when m does not divide N the segments are the near-equal ones of adaptive average pooling
     (lucidrains pads the sequence in front with zeros and masks them); when N < m there are N landmarks, one
     per token, and the block is exact softmax attention (up to the iterative pseudo-inverse).
@@ -220,7 +220,7 @@ class EfficientAttention(nn.Module):
     """Efficient attention (Shen et al.): softmax of Q over its features, of K over the positions, K^T V first.
 
     Shen, Zhang, Zhao, Yi, Li, "Efficient Attention: Attention with Linear Complexities", WACV 2021,
-    https://arxiv.org/abs/1812.01243 (eq. 4). Per head, E(Q, K, V) = rho_q(Q) (rho_k(K)^T V) with rho_q a
+    https://arxiv.org/abs/1812.01243. Per head, E(Q, K, V) = rho_q(Q) (rho_k(K)^T V) with rho_q a
     softmax along each query's features and rho_k a softmax along the positions for each key feature: the
     same output as (rho_q(Q) rho_k(K)^T) V, a normalised dot-product attention, without the N x N map. As
     cmsflash/efficient-attention: q, k, v and the reprojection are 1x1 convolutions with bias (linear layers
@@ -257,7 +257,7 @@ class LinearAttention(nn.Module):
     """Linear attention (Katharopoulos et al.): the kernel feature map elu(x) + 1 in place of the softmax.
 
     Katharopoulos, Vyas, Pappas, Fleuret, "Transformers are RNNs: Fast Autoregressive Transformers with
-    Linear Attention", ICML 2020, https://arxiv.org/abs/2006.16236 (eq. 6-7). Per head,
+    Linear Attention", ICML 2020, https://arxiv.org/abs/2006.16236. Per head,
     V'_i = phi(Q_i)^T (sum_j phi(K_j) V_j^T) / (phi(Q_i)^T sum_j phi(K_j) + eps), phi(x) = elu(x) + 1,
     non-causal. As idiap/fast-transformers (``LinearAttention`` inside ``AttentionLayer``): q, k, v and output
     projections with bias, 8 heads, eps = 1e-6.
@@ -288,7 +288,7 @@ class AFTSimple(nn.Module):
     """AFT-simple: an attention-free token mixer, Y_t = sigmoid(Q_t) * sum_t' softmax(K)_t' * V_t'.
 
     Zhai, Talbott, Srivastava, Huang, Goh, Zhang, Susskind, "An Attention Free Transformer", 2021,
-    https://arxiv.org/abs/2105.14103 (eq. 3, AFT-simple: AFT-full without position biases). The softmax of
+    https://arxiv.org/abs/2105.14103 (AFT-simple: AFT-full without position biases). The softmax of
     K runs over the positions, separately for each channel; the weighted sum of V is one vector per image,
     gated per token by sigmoid(Q). As External-Attention-pytorch's ``AFT_FULL(simple=True)``: q, k, v linear
     layers with bias and no output projection. That reference builds an N x N zero bias and sums exp(K) * V
