@@ -22,7 +22,7 @@ KIB, MIB = 1024, 1024 * 1024
 SIZES = tuple(256 * KIB * 4 ** i for i in range(7))
 #: Each size is timed for at least this long and this many calls; the best call counts.
 MIN_SECONDS = 0.05
-MIN_CALLS = 10
+MIN_CALLS = 3
 
 _cache: dict[tuple[str, int], "BandwidthCurve"] = {}
 

@@ -65,11 +65,15 @@ def plot_roofline(rows: Sequence[dict[str, Any]], calibration, path: str | os.Pa
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for point in points:
         groups.setdefault((point["block"], point["shape"]), []).append(point)
+    named = len(groups) <= 12  # beyond that a legend hides the chart: name the points instead
     for (block, shape), members in groups.items():
         line = ax.loglog([p["intensity"] for p in members], [p["flops_per_s"] for p in members], marker="o",
-                         label=f"{block} {shape}")[0]
+                         ms=4 if named else 3, lw=1, label=f"{block} {shape}" if named else None)[0]
+        if not named:
+            ax.annotate(block, (members[0]["intensity"], members[0]["flops_per_s"]), fontsize=5,
+                        color=line.get_color(), xytext=(2, -6), textcoords="offset points")
         for p in members:
-            if len(members) > 1:
+            if len(members) > 1 and named:
                 ax.annotate(p["label"], (p["intensity"], p["flops_per_s"]), fontsize=7, color=line.get_color(),
                             xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel("arithmetic intensity (FLOPs per compulsory byte)")
