@@ -458,3 +458,13 @@ def test_cot_defaults_and_refusals():
     assert local.shape == (1, c // 8, k * k, 20)
     with pytest.raises(ShapeError, match="multiple of 8"):
         attnzoo.create("cot", (1, 12, 8, 8))
+
+
+# --- blocks that batch-normalise pooled descriptors: a clear refusal of batch 1 in training ------------------
+
+@pytest.mark.parametrize("block", [GatherExcite(16, 5, 4), SplitAttention(16), ContextualTransformer(16)],
+                         ids=["gather-excite", "split-attention", "cot"])
+def test_pooled_batchnorm_blocks_refuse_batch_one_in_training(block):
+    with pytest.raises(ValueError, match="batch of at least 2"):
+        block.train()(torch.randn(1, 16, 5, 4))
+    assert block.eval()(torch.randn(1, 16, 5, 4)).shape == (1, 16, 5, 4)

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from attnzoo.blocks.pooled_norm import check_pooled_batch
+
 
 class ContextualTransformer(nn.Module):
     """Contextual Transformer block (CoT), kernel 3.
@@ -19,7 +21,8 @@ class ContextualTransformer(nn.Module):
     each pixel's zero-padded k x k window with those weights (the official code's CUDA ``LocalConvolution``,
     written here with unfold and an einsum), then BatchNorm and swish give the dynamic context K2. Static and
     dynamic contexts are fused as in split attention: summed, pooled, 1x1 conv C -> max(C/2, 32) with bias,
-    BatchNorm, ReLU, 1x1 conv -> 2C, softmax over the two per channel. External-Attention-pytorch's
+    BatchNorm, ReLU, 1x1 conv -> 2C, softmax over the two per channel (training needs a batch of at least 2 for
+    that BatchNorm). External-Attention-pytorch's
     ``CoTAttention`` is a different layer: it averages the k^2 attention logits, softmaxes them over all pixels,
     multiplies the values elementwise (no window aggregation) and adds K1 with no fusion.
     Cost: H W (C (C/4) k^2 + 2 C (C/2) + C^2 + (C/2) k^2 (C/8) + C k^2) + 3 C max(C/2, 32) MACs per image.
@@ -50,6 +53,7 @@ class ContextualTransformer(nn.Module):
         self.fuse2 = nn.Conv2d(attn, 2 * channels, 1)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
+        check_pooled_batch(x, self.training, "CoT")
         b, c, h, w = x.shape
         k2, wc = self.kernel_size ** 2, self.weight_channels
         keys = torch.relu(self.key_bn(self.key_conv(x)))  # (B, C, H, W): static context K1

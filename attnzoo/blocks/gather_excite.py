@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from attnzoo.blocks.pooled_norm import check_pooled_batch
+
 
 class GatherExcite(nn.Module):
     """Gather-Excite, parametric gather with an excite MLP (GE-theta+).
@@ -18,11 +20,13 @@ class GatherExcite(nn.Module):
     gathers to a single value), followed by BatchNorm; with ``extent=e`` (a power of two) log2(e) depth-wise
     3x3 stride-2 convolutions, each with BatchNorm, ReLU between them. The "+" is the excite MLP of SE:
     1x1 convolutions C -> C/r -> C with biases and ReLU (r = 16), then a sigmoid, brought back to the map's size
-    by nearest-neighbour interpolation when the extent is not global. BatchNorm after the gather convolutions
+    by nearest-neighbour interpolation when the extent is not global. The hidden width is floor(C / r), at least 1
+    (timm rounds C / r to the nearest integer). BatchNorm after the gather convolutions
     and the MLP with biases follow timm's ``GatherExcite``. Departure from timm: timm pads the global gather
     convolution by (k - 1) / 2, so its "global" gather gives a (H-1) x (W-1) map for even sizes; here the
     global gather is global (1 x 1), as the paper describes. The global gather's kernel is fixed by the map
-    size given at construction, so the block refuses other sizes at forward.
+    size given at construction, so the block refuses other sizes at forward; its BatchNorm then sees one value
+    per channel and image, so training needs a batch of at least 2.
     Cost (global extent): C H W + 2 C floor(C / r) MACs per image.
     """
 
@@ -63,6 +67,8 @@ class GatherExcite(nn.Module):
         if self.size is not None and size != self.size:
             raise ValueError(f"this global gather was built for {self.size[0]}x{self.size[1]} maps, got "
                              f"{size[0]}x{size[1]}")
+        if self.size is not None:
+            check_pooled_batch(x, self.training, "gather-excite (global extent)")
         gathered = self.gather(x)  # (B, C, 1, 1) global; (B, C, ceil(H/e), ceil(W/e)) otherwise
         excite = self.fc2(torch.relu(self.fc1(gathered)))
         if excite.shape[-2:] != x.shape[-2:]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from attnzoo.blocks.pooled_norm import check_pooled_batch
+
 
 class SplitAttention(nn.Module):
     """Split-Attention convolution (Splat), radix 2 and cardinality 1 by default.
@@ -15,7 +17,8 @@ class SplitAttention(nn.Module):
     globally and sent through 1x1 convolutions C -> d -> radix*C (cardinality groups, biases, BatchNorm and ReLU
     between), with d = max(radix*C / reduction, 32), reduction 4; a softmax across the radix splits (sigmoid
     when radix is 1) weights the splits, which are summed. timm's ``SplitAttn`` is the same layer without the
-    BatchNorms by default (ResNeSt passes them) and with d rounded to a multiple of 8.
+    BatchNorms by default (ResNeSt passes them) and with d rounded to a multiple of 8. Training needs a batch of at least 2 (BatchNorm of the pooled
+    descriptor).
     Cost: N radix C (C / (radix cardinality)) k^2 + (C / cardinality) d + radix C (d / cardinality) MACs per image.
     """
 
@@ -41,6 +44,7 @@ class SplitAttention(nn.Module):
         self.fc2 = nn.Conv2d(attn, radix * channels, 1, groups=cardinality)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
+        check_pooled_batch(x, self.training, "split attention")
         b, c, h, w = x.shape
         splits = torch.relu(self.bn0(self.conv(x))).view(b, self.radix, c, h, w)  # (B, radix, C, H, W)
         pooled = splits.sum(1).mean((2, 3), keepdim=True)  # (B, C, 1, 1)
