@@ -16,8 +16,8 @@ class EfficientLocalAttention(nn.Module):
     depth-wise 1-D convolution (kernel 7, no bias), GroupNorm and an activation, then a sigmoid; the two gates
     multiply the input. Follows timm 1.0's ``EfficientLocalAttn`` defaults, as the zoo's issue asks: a
     separate convolution and GroupNorm for each direction, GroupNorm with one group, SiLU before the sigmoid.
-    The paper's listing instead shares one convolution and one GroupNorm (16 groups) between the two
-    directions and applies the sigmoid directly after the norm.
+    The paper's code listing (no official repository) instead shares one depth-wise convolution and one
+    GroupNorm (16 groups) between the two directions and applies the sigmoid directly after the norm.
     Cost: k C (H + W) MACs per image.
     """
 
