@@ -96,7 +96,8 @@ def test_effective_se_gate_is_the_hard_sigmoid():
 # the parametric gather and the MLP its constructor means to build installed by hand from timm's own layers
 # (ConvMlp, create_conv2d, BatchNorm2d); the forward is timm's. One departure from timm is worked around: timm
 # pads the global gather convolution by (k - 1) / 2 (create_conv2d's default), which makes the "global" gather
-# (H-1) x (W-1) for even sizes; the reference's global gather convolution is unpadded, as the paper's.
+# (H-1) x (W-1) for even sizes and H x W for odd ones; the reference's global gather convolution is unpadded, as
+# the paper's.
 
 def test_timm_gather_excite_constructor_bug_is_as_documented():
     if timm.__version__ != "1.0.31":

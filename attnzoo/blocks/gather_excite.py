@@ -23,7 +23,8 @@ class GatherExcite(nn.Module):
     by nearest-neighbour interpolation when the extent is not global. The hidden width is floor(C / r), at least 1
     (timm rounds C / r to the nearest integer). BatchNorm after the gather convolutions
     and the MLP with biases follow timm's ``GatherExcite``. Departure from timm: timm pads the global gather
-    convolution by (k - 1) / 2, so its "global" gather gives a (H-1) x (W-1) map for even sizes; here the
+    convolution by (k - 1) / 2, so its "global" gather is not global (an (H-1) x (W-1) map for even sizes,
+    H x W for odd ones); here the
     global gather is global (1 x 1), as the paper describes. The global gather's kernel is fixed by the map
     size given at construction, so the block refuses other sizes at forward; its BatchNorm then sees one value
     per channel and image, so training needs a batch of at least 2.
