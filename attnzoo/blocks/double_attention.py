@@ -13,8 +13,9 @@ class DoubleAttention(nn.Module):
     Three 1x1 convolutions (with biases) give features A (c_m channels), attention maps B and attention vectors
     V (c_n channels each). Gather: each of the c_n maps, softmaxed over the H W positions, pools A into one
     of c_n global descriptors (c_m x c_n). Distribute: at each position the softmax of V over its c_n channels
-    mixes the descriptors. A 1x1 convolution c_m -> C brings the result back to C channels and, as in the paper's
-    block, it is added to the input (``residual=False`` returns it alone, as External-Attention-pytorch does).
+    mixes the descriptors. A 1x1 convolution c_m -> C brings the result back to C channels; as the paper inserts
+    the block into residual units, it is added to the input (``residual=False`` returns it alone, as
+    External-Attention-pytorch does).
     Departure from External-Attention-pytorch's ``DoubleAttention``: it calls softmax without a dimension on
     3-D tensors, which PyTorch then takes over the batch; here the softmaxes are over the positions (gather) and
     the c_n channels (distribute) as the paper says.

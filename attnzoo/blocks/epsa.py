@@ -63,8 +63,8 @@ class EPSA(nn.Module):
             raise ValueError(f"channels ({channels}) / {branches} branches must be at least the reduction "
                              f"({reduction})")
         self.split_input = split_input
-        self.convs = nn.ModuleList(
-            nn.Conv2d(in_width, width, k, padding=k // 2, groups=g, bias=conv_bias) for k, g in zip(kernel_sizes, groups))
+        self.convs = nn.ModuleList(nn.Conv2d(in_width, width, k, padding=k // 2, groups=g, bias=conv_bias)
+                                   for k, g in zip(kernel_sizes, groups))
         count = 1 if shared_se else branches
         self.se = nn.ModuleList(SEWeight(width, reduction, se_bias) for _ in range(count))
 

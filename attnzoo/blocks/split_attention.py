@@ -17,8 +17,8 @@ class SplitAttention(nn.Module):
     globally and sent through 1x1 convolutions C -> d -> radix*C (cardinality groups, biases, BatchNorm and ReLU
     between), with d = max(radix*C / reduction, 32), reduction 4; a softmax across the radix splits (sigmoid
     when radix is 1) weights the splits, which are summed. timm's ``SplitAttn`` is the same layer without the
-    BatchNorms by default (ResNeSt passes them) and with d rounded to a multiple of 8. Training needs a batch of at least 2 (BatchNorm of the pooled
-    descriptor).
+    BatchNorms by default (ResNeSt passes them) and with d rounded to a multiple of 8. Training needs a batch of
+    at least 2 (BatchNorm of the pooled descriptor).
     Cost: N radix C (C / (radix cardinality)) k^2 + (C / cardinality) d + radix C (d / cardinality) MACs per image.
     """
 
