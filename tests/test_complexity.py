@@ -14,12 +14,15 @@ SPECS = [spec for spec in attnzoo.list_blocks() if spec.macs_exponent is not Non
 
 
 def _channels(spec) -> int:
-    """The fewest channels (8 or 16) the block takes: few channels make the growth in N show early."""
-    try:
-        attnzoo.create(spec.name, (1, 8, 8, 8))
-        return 8
-    except ShapeError:
-        return 16
+    """The fewest channels (8, 16, 32 or 64) the block takes: few channels make the growth in N show early.
+    Blocks with many channel groups (EMA's 32, EPSANet's groups of 16 per branch) need 32 or 64."""
+    for channels in (8, 16, 32):
+        try:
+            attnzoo.create(spec.name, (1, channels, 8, 8))
+            return channels
+        except ShapeError:
+            pass
+    return 64
 
 
 def _macs(spec, side: int) -> int:
