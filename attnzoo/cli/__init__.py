@@ -11,6 +11,7 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli import info_cmd, list_cmd  # noqa: F401  (each module registers its command on app)
 from attnzoo.cli import profile_cmd, sweep_cmd, train_cmd  # noqa: F401
+from attnzoo.cli import compare_cmd, report_cmd  # noqa: F401
 from attnzoo.cli.common import debug_enabled
 from attnzoo.errors import AttnzooError
 

@@ -112,10 +112,11 @@ def profile_command(
 ) -> int:
     from attnzoo.cli.common import debug_enabled
     from attnzoo.errors import ConfigError
-    from attnzoo.output import render
+    from attnzoo.output import output_format, render
     from attnzoo.profiling.runner import COLUMNS, ProfileOptions, failed, profile_rows
 
     fmt = check_format(fmt)
+    file_fmt = output_format(output, fmt)  # a path that cannot be written ends here, before any measurement
     dirs = registry_dirs(registry)
     cli_overrides = parse_overrides(overrides)
     given = {key: value for key, value in (("device", device), ("dtype", dtype), ("mode", mode),
@@ -149,12 +150,14 @@ def profile_command(
     bad = [row for row in rows if failed(row)]
     for row in bad:
         say(f"attnzoo: {row['block']} at {row['shape']}: {row['status']}")
-    if fmt == "table":
-        if len(bad) < len(rows):
-            shown, columns = _table_rows(rows)
-            render(shown, fmt, columns=columns, title=title, caption=_caption(rows), output=output)
-    else:
-        render(rows, fmt, columns=COLUMNS, output=output)
+    if fmt == "table" and len(bad) < len(rows):  # with --output x.csv the table still shows on the terminal
+        shown, columns = _table_rows(rows)
+        render(shown, "table", columns=columns, title=title, caption=_caption(rows),
+               output=output if file_fmt == "table" else None)
+    if output is not None and file_fmt != "table":
+        render(rows, file_fmt, columns=COLUMNS, output=output)
+    elif output is None and fmt != "table":
+        render(rows, fmt, columns=COLUMNS)
     if output:
         say(f"wrote {len(rows)} rows to {output}")
     return 1 if bad else 0

@@ -76,7 +76,10 @@ def train_command(
     from attnzoo.train import ARTICLE, TrainConfig, load_task, resolve_dataset, setup_processes, teardown_processes
     from attnzoo.train import train as run_training
 
-    check_format(fmt)
+    from attnzoo.output import check_dir, output_format, write_atomic
+
+    fmt = output_format(output, check_format(fmt))  # paths checked before any data is loaded
+    check_dir(out if out is not None else DEFAULT_OUT, "--out")
     if compare and block:
         raise ConfigError("give a block or --compare, not both")
     blocks = [b.strip() for b in (compare or block or "").split(",") if b.strip()]
@@ -119,7 +122,7 @@ def train_command(
             if compare:
                 from attnzoo.output import to_csv
 
-                (base / "compare.csv").write_text(to_csv(rows, columns), encoding="utf-8")
+                write_atomic(base / "compare.csv", to_csv(rows, columns))
             caption = ("article (50 epochs on STL10): min test loss cnn 0.054, mha 0.042, conv-mha 0.014, cbam 0.028"
                        if compare else None)
             render(rows, fmt, columns=columns, title=f"white-patch task: {data.source}", caption=caption,
