@@ -40,7 +40,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         result = app(args=args, prog_name="attnzoo", standalone_mode=False)
     except _click_exceptions() as exc:
-        exc.show()
+        if type(exc).__name__ == "NoArgsIsHelpError" or debug_enabled():
+            exc.show()  # 'attnzoo' or 'attnzoo sweep' alone: the help, as asked
+            return exc.exit_code
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+        print(f"attnzoo: error: {_one_line(exc.format_message()).rstrip('.')}{hint}", file=sys.stderr)
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         print("attnzoo: interrupted", file=sys.stderr)
@@ -49,6 +54,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         if debug_enabled():
             raise
         print(f"attnzoo: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file that vanished or cannot be read or written between the checks and the work
+        if debug_enabled():
+            raise
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"attnzoo: error: {where}{_one_line(exc.strerror or exc)}", file=sys.stderr)
         return 2
     except MemoryError:
         if debug_enabled():

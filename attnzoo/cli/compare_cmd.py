@@ -13,8 +13,7 @@ from attnzoo.cli.app import app
 from attnzoo.cli.common import FormatOption, OutputOption, check_format, say
 
 HELP = "\n\n".join([
-    "Compare two result files of 'attnzoo profile' or 'attnzoo sweep' (CSV or JSON): the ratio NEW / BASE "
-    "per metric, and a verdict.",
+    "Compare two result files of profile or sweep: ratios NEW / BASE and noise-aware verdicts.",
     "Example: attnzoo compare eager.csv compiled.csv --fail-above 1.10",
     "Rows pair up on block, shape and --set overrides, plus any setting (dtype, device, threads, compile, "
     "...) that varies inside a file; settings that differ between the two files are what is compared and "
@@ -80,8 +79,8 @@ def _table(result, base_name: str, new_name: str, key: list[str]) -> None:
 
 @app.command("compare", help=HELP)
 def compare_command(
-    base: str = typer.Argument(..., metavar="BASE", help="The reference result file (.csv or .json)."),
-    new: str = typer.Argument(..., metavar="NEW", help="The result file to judge against BASE."),
+    base: str = typer.Argument(..., help="The reference result file (.csv or .json)."),
+    new: str = typer.Argument(..., help="The result file to judge against BASE."),
     metric: Optional[List[str]] = typer.Option(
         None, "--metric", "-m", metavar="NAME",
         help="Metrics to compare, repeatable or comma-separated (default: fwd_ms, train_ms, fwd_peak_mib, "

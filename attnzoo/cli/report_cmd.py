@@ -10,8 +10,8 @@ from attnzoo.cli.app import app
 from attnzoo.cli.common import RegistryOption, registry_dirs, say
 
 HELP = "\n\n".join([
-    "Write one self-contained HTML page of result files from 'attnzoo profile' and 'attnzoo sweep' "
-    "(CSV or JSON): the environment of each file, a table of every row that sorts by any column (click "
+    "Write one self-contained HTML page of result files (CSV or JSON of profile and sweep) to share.",
+    "The page shows the environment of each file, a table of every row that sorts by any column (click "
     "its header) and filters by family and name, each block linked to its paper, and the log-log plots "
     "of the sweeps with their fitted exponents.",
     "Example: attnzoo report zoo.csv sweep.csv --out report.html",
@@ -21,7 +21,7 @@ HELP = "\n\n".join([
 
 @app.command("report", help=HELP)
 def report_command(
-    results: List[str] = typer.Argument(..., metavar="RESULTS...", help="Result files (.csv or .json)."),
+    results: List[str] = typer.Argument(..., help="Result files (.csv or .json)."),
     out: str = typer.Option("report.html", "--out", "-o", metavar="FILE", help="The page to write (.html)."),
     title: str = typer.Option("attnzoo report", "--title", help="The page's title."),
     registry: Optional[List[str]] = RegistryOption,
