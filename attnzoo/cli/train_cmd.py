@@ -87,6 +87,10 @@ def train_command(
         raise ConfigError("give a block to train (e.g. 'attnzoo train cbam') or --compare cnn,mha,conv-mha,cbam")
     if len(set(blocks)) != len(blocks):
         raise ConfigError("--compare lists a block twice")
+    # Settings checked now, not after minutes of loading data.
+    TrainConfig(block=blocks[0], out=Path("."), epochs=epochs, batch_size=batch_size, lr=lr).check()
+    if train_size < 1 or test_size < 1:
+        raise ConfigError("--train-size and --test-size must be at least 1")
     overrides = parse_sets(list(sets or []), blocks)
     registry_list = tuple(registry_dirs(registry))
     from attnzoo.train.models import build_block
