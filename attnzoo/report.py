@@ -27,7 +27,7 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin:
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
 .meta { color: #5b6475; margin: 0 0 12px; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-th, td { padding: 4px 10px; border-bottom: 1px solid #e3e6ec; text-align: left; white-space: nowrap; }
+th, td { padding: 4px 8px; border-bottom: 1px solid #e3e6ec; text-align: left; white-space: nowrap; }
 td.num, th.num { text-align: right; }
 #results th { cursor: pointer; user-select: none; background: #f3f5f9; position: sticky; top: 0; }
 #results th:hover { background: #e6eaf2; }
@@ -41,6 +41,7 @@ a { color: #2456c7; text-decoration: none; } a:hover { text-decoration: underlin
 figure { margin: 12px 0 20px; } figure img { max-width: 100%; border: 1px solid #e3e6ec; }
 figcaption { color: #5b6475; font-size: 13px; }
 table.env th { background: #f3f5f9; }
+.scroll { overflow-x: auto; max-width: 100%; }
 """
 
 SCRIPT = """
@@ -265,7 +266,8 @@ def build_report(paths: Sequence[str | os.PathLike], registry: Sequence[str] = (
         f"{options}</select></label>"
         '<label>Name <input id="filter" type="search" placeholder="filter by name" autocomplete="off"></label>'
         '<span id="count"></span><span class="meta">click a column header to sort</span></div>',
-        f'<table id="results"><thead><tr>{head}</tr></thead><tbody>', *body, "</tbody></table>",
+        f'<div class="scroll"><table id="results"><thead><tr>{head}</tr></thead><tbody>', *body,
+        "</tbody></table></div>",
         *(["<h2>Sweeps</h2>", *sweeps] if sweeps else []),
         f"<script>{SCRIPT}</script>", "</body></html>", "",
     ])
