@@ -40,7 +40,10 @@ def _cell(row: dict[str, Any]) -> str:
     shown = f"{ratio:.3g}x {verdict}" if ratio is not None else verdict
     if colour:
         shown = f"[{colour}]{shown}[/{colour}]"
-    return f"{_number(base)} -> {_number(new)}  {shown}"
+    def value(v: float, iqr: Any) -> str:
+        return _number(v) + (f" ± {iqr:.2g}" if iqr is not None else "")
+
+    return f"{value(base, row.get('base_iqr'))} -> {value(new, row.get('new_iqr'))}  {shown}"
 
 
 def _table(result, base_name: str, new_name: str, key: list[str]) -> None:
@@ -60,7 +63,7 @@ def _table(result, base_name: str, new_name: str, key: list[str]) -> None:
         else:
             others.append(row)
     table = Table(title=f"attnzoo compare: {new_name} against {base_name}", header_style="bold",
-                  caption="ratio = NEW / BASE · a change inside the measurements' IQR is 'same'")
+                  caption="BASE -> NEW (time: median ± IQR) · ratio NEW / BASE · a change inside the IQR is 'same'")
     for column in key:
         table.add_column(column)
     for metric in result.metrics:
