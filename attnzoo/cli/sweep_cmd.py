@@ -94,9 +94,8 @@ def sweep_command(
     from attnzoo.errors import ConfigError
     from attnzoo.profiling.runner import COLUMNS, ProfileOptions
     from attnzoo.registry import get_spec, resolve_names
-    from attnzoo.sweep import RowFile, grid_shapes, parse_values, point_key
-
     from attnzoo.output import PLOT_SUFFIXES, check_output, output_format
+    from attnzoo.sweep import RowFile, grid_shapes, parse_values, point_key
 
     fmt = check_format(fmt)
     # Paths that cannot be written end here, before any measurement.
