@@ -307,8 +307,8 @@ def _typed(text: str | None) -> Any:
 
 
 class RowFile:
-    """Rows written as they finish, as CSV (one appended line each) or JSON (rewritten atomically), so an
-    interrupted sweep leaves a readable file that ``--resume`` reads back."""
+    """Rows written as they finish, as CSV or JSON, the file rewritten whole and renamed into place after each
+    row, so an interrupted sweep leaves a complete, readable file that ``--resume`` reads back."""
 
     def __init__(self, path: str | os.PathLike, fmt: str, columns: Sequence[str]):
         self.path = Path(path)
@@ -345,21 +345,18 @@ class RowFile:
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
-        if self.fmt == "csv" and self.path.exists() and self.path.stat().st_size > 0:
-            with open(self.path, "a", encoding="utf-8", newline="") as handle:
-                csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n").writerow(row)
-                handle.flush()
-                os.fsync(handle.fileno())
-        else:
-            self._rewrite()
+        self._rewrite()
 
     def _rewrite(self) -> None:
-        from attnzoo.output import to_csv, to_json
+        """The whole file under a temporary name, then renamed over the old one: a Ctrl-C or a crash at any
+        moment leaves the previous complete file, never a half-written row."""
+        from attnzoo.output import to_csv, to_json, write_atomic
 
         text = to_csv(self.rows, self.columns) if self.fmt == "csv" else to_json(self.rows, self.columns)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.path)
+        try:
+            write_atomic(self.path, text)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
 
 def point_key(row: dict[str, Any]) -> tuple[str, str]:
@@ -413,8 +410,12 @@ def plot(rows: Sequence[dict[str, Any]], over: str, path: str | os.PathLike,
         fig.tight_layout(rect=(0, 0.06 + 0.035 * math.ceil(len(labels) / 4), 1, 1))
     else:
         fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from attnzoo.output import save_figure
+
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 #: Families in the order the atlas lists them (the registry's families), each with its colour.

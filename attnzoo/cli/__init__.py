@@ -11,6 +11,7 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli import info_cmd, list_cmd  # noqa: F401  (each module registers its command on app)
 from attnzoo.cli import profile_cmd, sweep_cmd, train_cmd  # noqa: F401
+from attnzoo.cli import compare_cmd, report_cmd  # noqa: F401
 from attnzoo.cli.common import debug_enabled
 from attnzoo.errors import AttnzooError, ProfilerError
 
@@ -43,7 +44,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         result = app(args=args, prog_name="attnzoo", standalone_mode=False)
     except _click_exceptions() as exc:
-        exc.show()
+        if type(exc).__name__ == "NoArgsIsHelpError" or debug_enabled():
+            exc.show()  # 'attnzoo' or 'attnzoo sweep' alone: the help, as asked
+            return exc.exit_code
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+        print(f"attnzoo: error: {_one_line(exc.format_message()).rstrip('.')}{hint}", file=sys.stderr)
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         print("attnzoo: interrupted", file=sys.stderr)
@@ -52,6 +58,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         if debug_enabled():
             raise
         print(f"attnzoo: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file that vanished or cannot be read or written between the checks and the work
+        if debug_enabled():
+            raise
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"attnzoo: error: {where}{_one_line(exc.strerror or exc)}", file=sys.stderr)
         return 2
     except MemoryError:
         if debug_enabled():

@@ -66,18 +66,3 @@ def mode_settings(compile_: bool, compile_mode: Optional[str], amp: bool, channe
              "channels_last": channels_last or None}
     return {key: value for key, value in given.items() if value is not None}
 
-
-def check_output_path(path: str, suffixes: tuple[str, ...], option: str) -> None:
-    """Before anything is measured: the folder of ``path`` exists and is writable, and its suffix is known."""
-    from pathlib import Path
-
-    from attnzoo.errors import ConfigError
-
-    target = Path(path)
-    if target.suffix.lower() not in suffixes:
-        raise ConfigError(f"{option} {path}: unknown format '{target.suffix}'; use {', '.join(suffixes)}")
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise ConfigError(f"{option} {path}: folder '{folder}' does not exist")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"{option} {path}: folder '{folder}' is not writable")

@@ -13,7 +13,7 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption, ThreadsOption,
-                                check_format, check_output_path, mode_settings, parse_overrides, registry_dirs, say)
+                                check_format, mode_settings, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
     'Profile blocks: parameters, MACs / FLOPs, latency and peak memory, one row per block and shape.',
@@ -134,10 +134,11 @@ def profile_command(
 ) -> int:
     from attnzoo.cli.common import debug_enabled
     from attnzoo.errors import ConfigError
-    from attnzoo.output import render
+    from attnzoo.output import output_format, render
     from attnzoo.profiling.runner import COLUMNS, ProfileOptions, failed, profile_rows
 
     fmt = check_format(fmt)
+    file_fmt = output_format(output, fmt)  # a path that cannot be written ends here, before any measurement
     dirs = registry_dirs(registry)
     cli_overrides = parse_overrides(overrides)
     given = {key: value for key, value in (("device", device), ("dtype", dtype), ("mode", mode),
@@ -169,7 +170,9 @@ def profile_command(
     if by_module:
         return _by_module(plans, options.checked(), depth, dirs, fmt, output)
     if plot is not None:
-        check_output_path(plot, (".png", ".svg", ".pdf"), "--plot")
+        from attnzoo.output import PLOT_SUFFIXES, check_output
+
+        check_output(plot, "--plot", PLOT_SUFFIXES)
     progress = _ProgressLine()
     row_sets = [profile_rows(blocks, shapes, options, run_overrides, dirs, on_start=progress.start)
                 for blocks, shapes, run_overrides in plans]
@@ -178,12 +181,14 @@ def profile_command(
     bad = [row for row in rows if failed(row)]
     for row in bad:
         say(f"attnzoo: {row['block']} at {row['shape']}: {row['status']}")
-    if fmt == "table":
-        if len(bad) < len(rows):
-            shown, columns = _table_rows(rows)
-            render(shown, fmt, columns=columns, title=title, caption=_caption(rows), output=output)
-    else:
-        render(rows, fmt, columns=COLUMNS, output=output)
+    if fmt == "table" and len(bad) < len(rows):  # with --output x.csv the table still shows on the terminal
+        shown, columns = _table_rows(rows)
+        render(shown, "table", columns=columns, title=title, caption=_caption(rows),
+               output=output if file_fmt == "table" else None)
+    if output is not None and file_fmt != "table":
+        render(rows, file_fmt, columns=COLUMNS, output=output)
+    elif output is None and fmt != "table":
+        render(rows, fmt, columns=COLUMNS)
     if output:
         say(f"wrote {len(rows)} rows to {output}")
     if plot is not None:

@@ -107,9 +107,15 @@ def sweep_command(
     from attnzoo.errors import ConfigError
     from attnzoo.profiling.runner import COLUMNS, ProfileOptions
     from attnzoo.registry import get_spec, resolve_names
+    from attnzoo.output import PLOT_SUFFIXES, check_output, output_format
     from attnzoo.sweep import RowFile, grid_shapes, parse_values, point_key
 
     fmt = check_format(fmt)
+    # Paths that cannot be written end here, before any measurement.
+    if output is not None and output_format(output, fmt) == "table":
+        raise ConfigError(f"--output {output}: a sweep writes its rows as .csv or .json")
+    if plot is not None:
+        check_output(plot, "--plot", PLOT_SUFFIXES)
     dirs = registry_dirs(registry)
     cli_overrides = parse_overrides(overrides)
     given = {k: v for k, v in (("device", device), ("dtype", dtype), ("mode", mode), ("min_time", min_time),
@@ -159,7 +165,7 @@ def sweep_command(
     row_file = None
     done: dict[tuple[str, str], dict[str, Any]] = {}
     if output:
-        row_file = RowFile(output, RowFile.format_for(output, fmt), COLUMNS)
+        row_file = RowFile(output, output_format(output, fmt), COLUMNS)
         if resume:
             done = {point_key(row): row for row in row_file.load()}
             say(f"resuming: {len(done)} points already in {output}")

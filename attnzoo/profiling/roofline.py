@@ -11,9 +11,6 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
-PLOT_SUFFIXES = (".png", ".svg", ".pdf")
-
-
 def _number(value: Any) -> float | None:
     try:
         number = float(value)
@@ -82,10 +79,12 @@ def plot_roofline(rows: Sequence[dict[str, Any]], calibration, path: str | os.Pa
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
+    from attnzoo.output import save_figure
+
     try:
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path, dpi=110)
     finally:
         plt.close(fig)
 
 
-__all__ = ["PLOT_SUFFIXES", "plot_roofline", "roofline_points"]
+__all__ = ["plot_roofline", "roofline_points"]
