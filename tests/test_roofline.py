@@ -183,7 +183,7 @@ def test_a_block_that_fails_to_compile_records_why(monkeypatch):
     (["--compile-mode", "fastest", "--compile"], "compile mode 'fastest' is not one of"),
     (["--compile-mode", "max-autotune"], "--compile-mode needs --compile"),
     (["--by-module", "--depth", "0"], "--depth must be at least 1"),
-    (["--plot", "roofline.bmpx"], "unknown format '.bmpx'"),
+    (["--plot", "roofline.bmpx"], "unknown format ('.bmpx')"),
     (["--plot", "missing/dir/roofline.png"], "folder 'missing/dir' does not exist"),
 ])
 def test_bad_mode_options_end_in_one_line(capsys, args, message):
