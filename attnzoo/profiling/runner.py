@@ -21,7 +21,7 @@ from attnzoo.errors import ConfigError, ShapeError
 #: are plain integers. One multiply-add is 1 MAC and 2 FLOPs. ``efficiency`` is the forward's achieved
 #: FLOP/s (flops / fwd_ms) over ``device_gflops``, the device's measured matmul GFLOP/s for the dtype
 #: (see attnzoo.profiling.efficiency); both are None when the forward is not timed.
-COLUMNS = ("block", "shape", "status", "params", "trainable_params", "macs", "flops", "uncounted_ops",
+COLUMNS = ("block", "shape", "status", "params", "trainable_params", "macs", "flops", "uncounted_ops", "counter",
            "fwd_ms", "fwd_iqr_ms", "fwd_runs", "train_ms", "train_iqr_ms", "train_runs",
            "fwd_peak_mib", "train_peak_mib", "efficiency", "device_gflops", "device", "dtype", "threads",
            "torch")
@@ -152,7 +152,7 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions,
         stage = "counting MACs"
         count = count_macs(module, inputs)
         row["macs"], row["flops"] = count.macs, count.flops
-        row["uncounted_ops"] = "; ".join(count.uncounted)
+        row["uncounted_ops"], row["counter"] = "; ".join(count.uncounted), count.counter
 
         if options.mode in ("infer", "both"):
             stage = "forward timing"
