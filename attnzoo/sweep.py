@@ -1,7 +1,10 @@
 """How cost grows with input size: grids of shapes, a log-log fit of cost ~ x^k, plots, resumable files.
 
-``sweep`` is ``profile`` over a grid of shapes plus a fit: the measurements come from
-:func:`attnzoo.profiling.runner.profile_rows`, row by row, so a sweep measures exactly what ``profile`` does.
+``sweep`` is ``profile`` over a grid of shapes plus a fit: each point is measured by
+:func:`attnzoo.profiling.runner.profile_one`, the function behind ``profile``, so a sweep measures exactly what
+``profile`` does. There is no Python ``sweep`` function: the command (attnzoo.cli.sweep_cmd) plans the grid
+and calls these helpers; from Python, ``attnzoo.profile(names, grid_shapes(...))`` and :func:`fit_rows` do
+the same.
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ AXES = ("hw", "channels", "batch")
 #: The quantity each axis varies, as a column name: cost is fitted against it.
 AXIS_VARIABLE = {"hw": "N", "channels": "C", "batch": "B"}
 METRICS = ("macs", "fwd_ms", "fwd_peak_mib", "train_ms", "train_peak_mib")
-#: Columns that identify a measured point, for --resume.
-POINT_KEYS = ("block", "shape")
 
 
 def parse_values(text: str) -> list[int]:
@@ -177,6 +178,34 @@ class RowFile:
             raise ConfigError(f"cannot resume from {self.path}: not a file of attnzoo rows")
         self.rows = rows
         return rows
+
+    @property
+    def settings_path(self) -> Path:
+        """Where the settings the rows were measured with are kept, beside the rows."""
+        return self.path.with_name(self.path.name + ".settings.json")
+
+    def save_settings(self, settings: dict[str, Any]) -> None:
+        tmp = self.settings_path.with_name(self.settings_path.name + ".tmp")
+        tmp.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, self.settings_path)
+
+    def check_settings(self, settings: dict[str, Any]) -> None:
+        """Refuse (ConfigError) to resume rows measured with other settings than ``settings``."""
+        if not self.rows:
+            return
+        if not self.settings_path.is_file():
+            raise ConfigError(f"cannot --resume {self.path}: {self.settings_path.name}, the record of the settings "
+                              "its rows were measured with, is missing; remove the file or use another --output")
+        try:
+            saved = json.loads(self.settings_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot --resume {self.path}: cannot read {self.settings_path.name}: {exc}") from None
+        now = json.loads(json.dumps(settings, sort_keys=True))  # the same JSON types as the saved copy
+        for key in sorted(set(saved) | set(now)):
+            if saved.get(key) != now.get(key):
+                raise ConfigError(f"cannot --resume {self.path}: its rows were measured with {key}={saved.get(key)!r}, "
+                                  f"this run has {key}={now.get(key)!r}; --resume needs the same settings "
+                                  "(or use another --output)")
 
     def start(self, keep_existing: bool) -> None:
         if not keep_existing:
