@@ -218,6 +218,7 @@ def test_checkpoints_keep_the_cuda_random_state(tmp_path, monkeypatch):
     cuda_state = [torch.arange(16, dtype=torch.uint8), torch.arange(16, 32, dtype=torch.uint8)]
     restored = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in cuda_state])
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append(list(states)))
     model = build_model("se")
@@ -233,20 +234,28 @@ def test_checkpoints_keep_the_cuda_random_state(tmp_path, monkeypatch):
 
 def test_train_builds_each_block_once_at_the_batch_size(tmp_path, monkeypatch, capsys):
     import attnzoo.build as build
+    import attnzoo.train as train_package
 
     real = build.build_module
-    shapes = []
+    shapes, trained = [], []
 
     def recording(spec, shape, overrides=None):
         shapes.append((spec.name, tuple(shape)))
         return real(spec, shape, overrides)
 
+    def fake_training(cfg, data, info, say, model=None):  # the loop itself is tested elsewhere
+        trained.append((cfg.block, model))
+        return {"block": cfg.block, "history": []}
+
     monkeypatch.setattr(build, "build_module", recording)
+    monkeypatch.setattr(train_package, "train", fake_training)
     args = ["train", "--compare", "se,cbam", "--epochs", "1", "--train-size", "16", "--test-size", "8",
             "--batch-size", "8", "--dataset", "synthetic", "--device", "cpu", "--out", str(tmp_path)]
     assert run(args) == 0
     assert shapes == [("se", (8, 32, 24, 24)), ("cbam", (8, 32, 24, 24))]
+    assert [name for name, _ in trained] == ["se", "cbam"]
+    assert all(model is not None and model.name == name for name, model in trained)  # the networks built once
     # A bad block is still refused before any data is loaded or any block is trained.
-    shapes.clear()
+    trained.clear()
     assert run(args[:2] + ["se,cbam", "--set", "cbam.reduction=64"] + args[3:]) == 2
-    assert "cannot take" in capsys.readouterr().err
+    assert "cannot take" in capsys.readouterr().err and trained == []
