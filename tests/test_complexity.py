@@ -11,6 +11,11 @@ from attnzoo.errors import ShapeError
 from attnzoo.profiling.flops import count_macs
 
 SPECS = [spec for spec in attnzoo.list_blocks() if spec.macs_exponent is not None]
+#: How far the measured slope may sit from the card's exponent. Most cards fit within 0.01 once N = 64 x 64;
+#: in these three the linear N C^2 projections are still comparable to the attention term at 64 x 64 with
+#: C = 8 or 16 (slopes measured 1.91, 1.42, 1.44), so the local slope sits below the card's exponent.
+TOLERANCE = 0.01
+LOOSE = {"gsa": 0.12, "routing-attention": 0.1, "sparse-attention": 0.08}
 
 
 def _channels(spec) -> int:
@@ -36,5 +41,5 @@ def test_macs_grow_as_the_card_states(spec):
     # Cubic blocks (RGA-S) stop at 32 x 32 to keep the test quick.
     small, large = (16, 32) if spec.macs_exponent >= 3 else (32, 64)
     slope = math.log(_macs(spec, large) / _macs(spec, small)) / math.log((large / small) ** 2)
-    assert slope == pytest.approx(spec.macs_exponent, abs=0.15), (
+    assert slope == pytest.approx(spec.macs_exponent, abs=LOOSE.get(spec.name, TOLERANCE)), (
         f"{spec.name}: MACs grow as N^{slope:.2f}, card says N^{spec.macs_exponent}")
