@@ -23,7 +23,7 @@ NAMES = [spec.name for spec in SPECS]
 #: Small shapes tried in turn until the card takes one (some need more channels or a larger map).
 CANDIDATE_SHAPES = [(2, 32, 8, 8), (2, 64, 16, 16), (2, 64, 32, 32)]
 FAST = ProfileOptions(device="cpu", mode="infer", min_time=0.01, warmup=1, threads=1)
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+cuda = pytest.mark.cuda  # skipped without a CUDA device (tests/conftest.py); `pytest -m cuda` runs them
 
 
 def _build_small(spec):

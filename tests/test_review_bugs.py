@@ -259,3 +259,28 @@ def test_train_builds_each_block_once_at_the_batch_size(tmp_path, monkeypatch, c
     trained.clear()
     assert run(args[:2] + ["se,cbam", "--set", "cbam.reduction=64"] + args[3:]) == 2
     assert "cannot take" in capsys.readouterr().err and trained == []
+
+
+@pytest.mark.cuda
+def test_cuda_random_state_round_trips_through_a_checkpoint(tmp_path):
+    from attnzoo.train import loop
+    from attnzoo.train.models import build_model
+
+    model = build_model("se").cuda()
+    optimizer = torch.optim.Adam(model.parameters())
+    torch.cuda.manual_seed_all(7)
+    path = tmp_path / "epoch-001.pt"
+    loop.save_checkpoint(path, model, optimizer, 1, [], loop.TrainConfig(block="se", out=tmp_path))
+    expected = torch.rand(4, device="cuda")
+    torch.cuda.manual_seed_all(8)
+    loop.restore_rng(torch.load(path, weights_only=True))
+    assert torch.equal(torch.rand(4, device="cuda"), expected)
+
+
+@pytest.mark.cuda
+def test_cuda_rows_measure_a_training_step_apart_from_the_forward():
+    options = runner.ProfileOptions(device="cuda", mode="both", min_time=0.05, warmup=1)
+    (row,) = runner.profile_rows(["se"], ["8,64,32,32"], options)
+    assert row["status"] == "ok" and row["device"].startswith("cuda")
+    out_mib = 8 * 64 * 32 * 32 * 4 / 2 ** 20  # the forward's output alone
+    assert row["fwd_peak_mib"] >= out_mib and row["train_peak_mib"] >= 2 * out_mib
