@@ -1,6 +1,13 @@
 """attnzoo: a zoo and profiler of computer-vision attention blocks.
 
-Listing and looking up cards never imports torch; ``create``, ``profile`` and ``sweep`` do.
+Listing and looking up cards never imports torch; ``create`` and ``profile`` do.
+
+There is no ``sweep`` function here (it would be hidden by the ``attnzoo.sweep`` module of the same name):
+``attnzoo sweep`` is a command; from Python, profile a grid and fit it::
+
+    from attnzoo.sweep import fit_rows, grid_shapes, parse_values
+    frame = attnzoo.profile("mha", grid_shapes((1, 64, 8, 8), "hw", parse_values("16,32,64")), mode="infer")
+    fits = fit_rows(frame.to_dict("records"), "hw", ["macs", "fwd_ms"])
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ def profile(names: str | Sequence[str], shapes: str | Sequence[int] | Sequence[s
             registry: Sequence[str] = (), seed: int = 0):
     """Profile blocks (names or wildcards) at shapes; returns a pandas DataFrame, one row per block and shape.
 
-    Columns: ``attnzoo.profiling.runner.COLUMNS`` (params, macs, flops, uncounted_ops, fwd_ms, train_ms,
+    Columns: ``attnzoo.profiling.runner.COLUMNS`` (params, macs, flops, uncounted_ops, counter, fwd_ms, train_ms,
     fwd_peak_mib, ... and the device, dtype, threads and torch version). One multiply-add is 1 MAC and
     2 FLOPs. A row that could not run has a ``status`` other than ``"ok"`` saying why; unknown names and
     malformed shapes raise :class:`AttnzooError` before anything runs.

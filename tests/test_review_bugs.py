@@ -284,3 +284,54 @@ def test_cuda_rows_measure_a_training_step_apart_from_the_forward():
     assert row["status"] == "ok" and row["device"].startswith("cuda")
     out_mib = 8 * 64 * 32 * 32 * 4 / 2 ** 20  # the forward's output alone
     assert row["fwd_peak_mib"] >= out_mib and row["train_peak_mib"] >= 2 * out_mib
+
+
+# --- small misleading names and dead code (item 6) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--over", "channels", "--hw", "4,8"], "--hw varies H = W"),
+    (["--hw", "4,8", "--max-memory", "0"], "'none' for no limit"),
+    (["--hw", "4,8", "--max-memory", "0MiB"], "'none' for no limit"),
+])
+def test_conflicting_or_empty_sweep_options_are_refused(args, message, capsys):
+    assert run(["sweep", "se", "--shape", "1,16,4,4", *args, *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_max_memory_none_means_no_limit():
+    from attnzoo.cli.sweep_cmd import parse_memory
+
+    assert parse_memory("none") is None and parse_memory("512MiB") == 512 and parse_memory("2G") == 2048
+
+
+def test_unknown_family_is_a_usage_error_not_an_unknown_block(capsys):
+    assert run(["list", "--family", "nope"]) == 2
+    assert "unknown family 'nope'" in capsys.readouterr().err
+
+
+def test_info_example_shape_builds_for_both_layouts(capsys):
+    import attnzoo
+    from attnzoo.cli.info_cmd import EXAMPLE_SHAPE
+
+    for name in ("cbam", "vit-attention"):  # BCHW and BNC
+        assert run(["info", name, "--json"]) == 0
+        example = json.loads(capsys.readouterr().out)["example"]
+        assert example == f"attnzoo profile {name} --shape {EXAMPLE_SHAPE}"
+        module, inputs = attnzoo.create(name, EXAMPLE_SHAPE)
+        assert module(*inputs).shape == inputs[0].shape
+
+
+def test_package_docstring_sweep_recipe_runs():
+    import attnzoo
+    from attnzoo.sweep import fit_rows, grid_shapes, parse_values
+
+    assert not callable(getattr(attnzoo, "sweep", None))  # no sweep function is advertised
+    frame = attnzoo.profile("sdpa", grid_shapes((1, 8, 4, 4), "hw", parse_values("4,8")), mode="infer",
+                            min_time=0.01, warmup=1, threads=1)
+    (fit,) = fit_rows(frame.to_dict("records"), "hw", ["macs"])
+    assert fit["exponent"] == pytest.approx(2.0)  # sdpa: 2 N^2 C MACs
+    import attnzoo.sweep as sweep_module
+
+    assert not hasattr(sweep_module, "POINT_KEYS")
