@@ -189,23 +189,40 @@ class RowFile:
         tmp.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
         os.replace(tmp, self.settings_path)
 
-    def check_settings(self, settings: dict[str, Any]) -> None:
-        """Refuse (ConfigError) to resume rows measured with other settings than ``settings``."""
-        if not self.rows:
-            return
+    def saved_settings(self) -> dict[str, Any] | None:
+        """The settings saved beside the rows, or None when there is no record."""
         if not self.settings_path.is_file():
-            raise ConfigError(f"cannot --resume {self.path}: {self.settings_path.name}, the record of the settings "
-                              "its rows were measured with, is missing; remove the file or use another --output")
+            return None
         try:
-            saved = json.loads(self.settings_path.read_text(encoding="utf-8"))
+            return json.loads(self.settings_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot --resume {self.path}: cannot read {self.settings_path.name}: {exc}") from None
+
+    def check_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Refuse (ConfigError) to resume rows measured with other settings than ``settings``; returns the
+        settings to save (the constructor overrides of the points already in the file kept with them).
+
+        ``settings["overrides"]`` maps "block shape" to the constructor overrides of that point; only the
+        points already measured are compared, so a resume may extend the grid."""
         now = json.loads(json.dumps(settings, sort_keys=True))  # the same JSON types as the saved copy
-        for key in sorted(set(saved) | set(now)):
-            if saved.get(key) != now.get(key):
-                raise ConfigError(f"cannot --resume {self.path}: its rows were measured with {key}={saved.get(key)!r}, "
-                                  f"this run has {key}={now.get(key)!r}; --resume needs the same settings "
-                                  "(or use another --output)")
+        if not self.rows:
+            return now
+        saved = self.saved_settings()
+        if saved is None:
+            raise ConfigError(f"cannot --resume {self.path}: {self.settings_path.name}, the record of the settings "
+                              "its rows were measured with, is missing; remove the file or use another --output")
+        measured = {" ".join(point_key(row)) for row in self.rows}
+        before = {k: v for k, v in saved.get("overrides", {}).items() if k in measured}
+        after = {k: v for k, v in now.get("overrides", {}).items() if k in measured}
+        differences = [(key, saved.get(key), now.get(key)) for key in sorted((set(saved) | set(now)) - {"overrides"})
+                       if saved.get(key) != now.get(key)]
+        differences += [(f"overrides of {k}", before.get(k, {}), after.get(k, {})) for k in sorted(measured)
+                        if before.get(k, {}) != after.get(k, {})]
+        if differences:
+            key, old, new = differences[0]
+            raise ConfigError(f"cannot --resume {self.path}: its rows were measured with {key}={old!r}, "
+                              f"this run has {key}={new!r}; --resume needs the same settings (or use another --output)")
+        return {**now, "overrides": {**saved.get("overrides", {}), **now.get("overrides", {})}}
 
     def start(self, keep_existing: bool) -> None:
         if not keep_existing:

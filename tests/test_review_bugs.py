@@ -22,7 +22,7 @@ SWEEP = ["sweep", "se", "--shape", "1,16,4,4", "--hw", "4,6", *FAST]
 # --- sweep --resume keeps one way of measuring ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("changed, key", [(["--dtype", "bfloat16"], "dtype"), (["--set", "reduction=4"], "overrides"),
+@pytest.mark.parametrize("changed, key", [(["--dtype", "bfloat16"], "dtype"), (["--set", "reduction=4"], "overrides of se 1,16,4,4"),
                                           (["--min-time", "0.02"], "min_time")])
 def test_resume_with_other_settings_is_refused(tmp_path, capsys, changed, key):
     out = tmp_path / "sweep.csv"
@@ -35,6 +35,16 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys, changed, key):
     assert key in err and "--resume" in err and len(err.splitlines()) == 1
     assert out.read_text() == before  # nothing measured, nothing written
     assert run(args + ["--resume"]) == 0  # the same settings resume
+
+
+def test_resume_may_extend_the_grid_with_the_same_settings(tmp_path, capsys):
+    out = tmp_path / "sweep.csv"
+    base = ["sweep", "se", "--shape", "1,16,4,4", *FAST, "--set", "reduction=4", "--output", str(out)]
+    assert run(base + ["--hw", "4,6"]) == 0
+    assert run(base + ["--hw", "4,6,8", "--resume"]) == 0
+    assert list(pd.read_csv(out)["shape"]) == ["1,16,4,4", "1,16,6,6", "1,16,8,8"]
+    assert run(base[:-4] + ["--output", str(out), "--hw", "4,6,8,10", "--resume"]) == 2  # --set dropped
+    assert "overrides of se 1,16,4,4" in capsys.readouterr().err
 
 
 def test_resume_without_a_settings_record_is_refused(tmp_path, capsys):

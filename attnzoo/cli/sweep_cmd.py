@@ -159,7 +159,7 @@ def sweep_command(
         row_file = RowFile(output, RowFile.format_for(output, fmt), COLUMNS)
         if resume:
             loaded = row_file.load()
-            row_file.check_settings(record)
+            record = row_file.check_settings(record)
             kept = [row for row in loaded if not retry_failed or row.get("status") == "ok"]
             row_file.rows = kept
             done = {point_key(row): row for row in kept}
