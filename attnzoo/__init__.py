@@ -36,11 +36,14 @@ def create(name: str, shape: str | Sequence[int], *, registry: Sequence[str] = (
 def profile(names: str | Sequence[str], shapes: str | Sequence[int] | Sequence[str | Sequence[int]], *,
             device: str = "auto", dtype: str = "float32", mode: str = "both", min_time: float = 1.0,
             warmup: int = 3, threads: int | None = None, overrides: dict[str, Any] | None = None,
-            registry: Sequence[str] = (), seed: int = 0):
+            registry: Sequence[str] = (), seed: int = 0, compile: bool = False, compile_mode: str | None = None,
+            amp: bool = False, channels_last: bool = False):
     """Profile blocks (names or wildcards) at shapes; returns a pandas DataFrame, one row per block and shape.
 
-    Columns: ``attnzoo.profiling.runner.COLUMNS`` (params, macs, flops, uncounted_ops, counter, fwd_ms, train_ms,
-    fwd_peak_mib, ... and the device, dtype, threads and torch version). One multiply-add is 1 MAC and
+    Columns: ``attnzoo.profiling.runner.COLUMNS`` (params, macs, flops, bytes, fwd_ms, train_ms, fwd_peak_mib,
+    the roofline's of_limit, ... and where and how each row was measured); their units and meaning are in
+    ``attnzoo.profiling.measurements``. ``compile``, ``amp`` and ``channels_last`` are the modes of ``--compile``,
+    ``--amp`` and ``--channels-last``. One multiply-add is 1 MAC and
     2 FLOPs. A row that could not run has a ``status`` other than ``"ok"`` saying why; unknown names and
     malformed shapes raise :class:`AttnzooError` before anything runs.
 
@@ -52,5 +55,6 @@ def profile(names: str | Sequence[str], shapes: str | Sequence[int] | Sequence[s
     if isinstance(shapes, str) or (len(shapes) > 0 and all(isinstance(d, int) for d in shapes)):
         shapes = [shapes]
     options = ProfileOptions(device=device, dtype=dtype, mode=mode, min_time=min_time, warmup=warmup, seed=seed,
-                             threads=threads)
+                             threads=threads, compile=compile, compile_mode=compile_mode, amp=amp,
+                             channels_last=channels_last)
     return to_frame(profile_rows(names, list(shapes), options, overrides, registry))

@@ -58,9 +58,9 @@ def shape_symbols(shape: Shape) -> dict[str, int]:
     return symbols
 
 
-#: The only calls a card's ``macs`` formula may make (kernel sizes derived from C, rounding).
+#: The only calls a card's ``macs`` formula may make (kernel sizes derived from C, rounding, group counts).
 FORMULA_FUNCTIONS = {"min": min, "max": max, "abs": abs, "int": int, "ceil": math.ceil, "floor": math.floor,
-                     "log2": math.log2, "sqrt": math.sqrt}
+                     "log2": math.log2, "sqrt": math.sqrt, "gcd": math.gcd}
 
 
 def evaluate(expr: str, symbols: dict[str, int], functions: dict[str, Any] | None = None) -> int | float:

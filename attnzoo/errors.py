@@ -19,3 +19,8 @@ class ShapeError(AttnzooError):
 
 class ConfigError(AttnzooError):
     """A constructor override, option or suite file is wrong."""
+
+
+class ProfilerError(Exception):
+    """A bug in attnzoo's measurement code, not the user's input nor the block's: the CLI reports it as an
+    internal error with its own exit status (70), and --debug shows the traceback. Not an AttnzooError."""

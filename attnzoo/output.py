@@ -1,4 +1,8 @@
-"""Rows (a list of dicts with the same keys) to a rich table, CSV or JSON."""
+"""Rows (a list of dicts with the same keys) to a rich table, CSV or JSON; output paths checked before any
+work starts and files written whole (a temporary name in the same folder, then renamed).
+
+Never imports torch.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,105 @@ import csv
 import io
 import json
 import math
-from typing import Any, Iterable, Sequence
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from attnzoo.errors import ConfigError
 
 FORMATS = ("table", "csv", "json")
+#: What a data file (--output) holds, from its suffix: .txt receives the rich table as text.
+DATA_SUFFIXES = {".csv": "csv", ".json": "json", ".txt": "table"}
+#: Images matplotlib writes (--plot).
+PLOT_SUFFIXES = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+#: The report (--out of attnzoo report).
+HTML_SUFFIXES = {".html": "html", ".htm": "html"}
+
+
+def _names(suffixes: Iterable[str]) -> str:
+    items = list(suffixes)
+    return ", ".join(items[:-1]) + " or " + items[-1] if len(items) > 1 else items[0]
+
+
+def check_folder(path: str | os.PathLike, option: str) -> Path:
+    """The folder that will receive ``path``: it must exist, be a folder and accept a new file.
+
+    Raises ConfigError (one line naming ``option``) otherwise. Writability is tried, not guessed from the
+    mode bits: a temporary file is created and removed (this also catches read-only file systems).
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder, not a file")
+    if not folder.exists():
+        raise ConfigError(f"{option} {path}: folder '{folder}' does not exist")
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {path}: '{folder}' is not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".attnzoo-probe-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot write in folder '{folder}' ({exc.strerror or exc})") from None
+    return folder
+
+
+def check_output(path: str | os.PathLike, option: str, suffixes: Mapping[str, str]) -> str:
+    """Check ``path`` before any work: its suffix must be one of ``suffixes`` and its folder writable.
+
+    Returns the format the suffix names (``suffixes[suffix]``).
+    """
+    if Path(path).is_dir():
+        raise ConfigError(f"{option} {path}: is a folder, not a file")
+    suffix = Path(path).suffix.lower()
+    if suffix not in suffixes:
+        shown = f"'{suffix}'" if suffix else "no suffix"
+        raise ConfigError(f"{option} {path}: unknown format ({shown}); use {_names(suffixes)}")
+    check_folder(path, option)
+    return suffixes[suffix]
+
+
+def output_format(path: str | os.PathLike | None, fmt: str, option: str = "--output") -> str:
+    """The format a data file is written in, checked before any work starts.
+
+    With no ``path`` it is ``fmt`` (stdout). Otherwise the suffix decides (.csv, .json, or .txt for the
+    table); an explicit --format csv or json must agree with it, and lets any other suffix through.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format '{fmt}' is not one of {', '.join(FORMATS)}")
+    if path is None:
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix not in DATA_SUFFIXES and fmt in ("csv", "json"):
+        check_folder(path, option)
+        return fmt
+    known = check_output(path, option, DATA_SUFFIXES)
+    if fmt != "table" and known != fmt:
+        raise ConfigError(f"--format {fmt} does not match {option} {path} (its suffix says {known})")
+    return known
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all: a temporary file in the same folder, then a rename.
+
+    An interrupted write leaves the previous file (or none), never half a file.
+    """
+    target = Path(path)
+    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it an ordinary file's mode
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data.encode("utf-8") if isinstance(data, str) else data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _cell(value: Any) -> str:
@@ -64,8 +164,9 @@ def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Iterable[str] | No
 
         table = to_table(rows, columns, title=title, caption=caption)
         if output:
-            with open(output, "w", encoding="utf-8") as handle:
-                Console(file=handle, width=200).print(table)
+            buffer = io.StringIO()
+            Console(file=buffer, width=200).print(table)
+            _write(output, buffer.getvalue())
         else:
             import sys
 
@@ -74,9 +175,54 @@ def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Iterable[str] | No
         return
     text = to_csv(rows, columns) if fmt == "csv" else to_json(rows, columns)
     if output:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        _write(output, text)
     else:
         import sys
 
         sys.stdout.write(text)
+
+
+def save_figure(fig, path: str | os.PathLike, **options: Any) -> None:
+    """``fig.savefig`` to ``path`` through :func:`write_atomic` (the format from the suffix; png without one).
+
+    ``path`` may also be an open binary stream, which receives a PNG.
+    """
+    if hasattr(path, "write"):
+        fig.savefig(path, format="png", **options)
+        return
+    suffix = Path(path).suffix.lower().lstrip(".") or "png"
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=suffix, **options)
+    try:
+        write_atomic(path, buffer.getvalue())
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def check_dir(path: str | os.PathLike, option: str) -> None:
+    """A folder that will be created if needed: it must be a folder if it exists, and its nearest existing
+    ancestor a writable folder."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{option} {path}: exists and is not a folder")
+    existing = target
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {path}: '{existing}' is not a folder")
+    check_folder(existing / "probe", option)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _write(path: str | os.PathLike, text: str) -> None:
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from attnzoo.errors import ConfigError, ShapeError
+from attnzoo.profiling.measurements import BY_NAME
+from attnzoo.profiling.measurements import METRICS as _METRICS
 
 AXES = ("hw", "channels", "batch")
 #: The quantity each axis varies, as a column name: cost is fitted against it.
 AXIS_VARIABLE = {"hw": "N", "channels": "C", "batch": "B"}
-METRICS = ("macs", "fwd_ms", "fwd_peak_mib", "train_ms", "train_peak_mib")
+#: Costs that grow with the input, fitted and plotted: the metric columns of attnzoo.profiling.measurements.
+METRICS = _METRICS
 
 
 def parse_values(text: str) -> list[int]:
@@ -117,6 +120,163 @@ def fit_rows(rows: Sequence[dict[str, Any]], over: str, metrics: Sequence[str] =
     return fits
 
 
+#: The metrics a crossover against a baseline is reported for: what a forward pass costs.
+CROSSOVER_METRICS = ("macs", "fwd_ms", "fwd_peak_mib")
+
+
+def _fixed_part(shape: Sequence[int], over: str) -> tuple[int, ...]:
+    """The dimensions of ``shape`` that a sweep along ``over`` keeps fixed (B and C for hw)."""
+    if over == "hw":
+        return (shape[0], shape[1]) if len(shape) == 4 else (shape[0], shape[2])
+    if over == "channels":
+        return (shape[0], *shape[2:]) if len(shape) == 4 else (shape[0], shape[1])
+    return tuple(shape[1:])
+
+
+def _cheaper_intervals(xs: Sequence[float], log_ratios: Sequence[float]) -> tuple[list[tuple[float, float]],
+                                                                                    list[tuple[float, str]]]:
+    """Where log(block / baseline) < 0 on the piecewise log-log line through the points: the intervals of x
+    where the block is cheaper and the crossings, each with the side the block is cheaper on after it."""
+    crossings: list[tuple[float, str]] = []
+    intervals: list[tuple[float, float]] = []
+    start = xs[0] if log_ratios[0] < 0 else None
+    for (x0, r0), (x1, r1) in zip(zip(xs, log_ratios), zip(xs[1:], log_ratios[1:])):
+        if (r0 < 0) == (r1 < 0):
+            continue
+        # Both curves are straight between grid points on log-log, so their log ratio is too.
+        t = r0 / (r0 - r1)
+        x = math.exp(math.log(x0) + t * (math.log(x1) - math.log(x0)))
+        if r1 < 0:
+            crossings.append((x, "cheaper"))
+            start = x
+        else:
+            crossings.append((x, "dearer"))
+            intervals.append((start, x))
+            start = None
+    if start is not None:
+        intervals.append((start, xs[-1]))
+    return intervals, crossings
+
+
+def crossovers(rows: Sequence[dict[str, Any]], baseline: str, over: str = "hw",
+               metrics: Sequence[str] = CROSSOVER_METRICS) -> list[dict[str, Any]]:
+    """For every block other than ``baseline`` and every metric: from which value of the swept variable
+    (N for ``over="hw"``) the block costs less than the baseline.
+
+    Block and baseline are compared at the shapes where both have an ``ok`` row with a positive value;
+    between two such grid points both curves are taken as straight lines on log-log, so the crossing
+    point is interpolated there. ``verdict`` is
+
+    * ``always``: cheaper at every compared point; ``never``: at none; ``equal``: the same cost at every
+      point (MACs of two blocks that differ only in how they compute);
+    * ``above``: dearer at the small end, cheaper from ``crossover`` to the end of the grid (one crossing);
+    * ``below``: cheaper at the small end, dearer from ``crossover`` on: it crosses back (one crossing);
+    * ``mixed``: more than one crossing; ``crossover`` is the last one, ``crossings`` lists them all and
+      ``cheaper_on`` the intervals where the block is cheaper.
+
+    Equal cost counts as not cheaper. Rows of one block at several fixed parts (say two batch sizes)
+    give one result each, compared with the baseline at the same fixed part (``base``: its smallest shape).
+    With no point in common (the baseline skipped or failed there) the verdict is "no data"; ``compared``
+    says which range of the variable the verdict covers, ``ratio_at_end`` is block / baseline at its top.
+    """
+    variable = AXIS_VARIABLE[over]
+    if not any(r["block"] == baseline for r in rows):
+        raise ConfigError(f"the baseline '{baseline}' is not among the swept blocks")
+
+    def values(block: str, metric: str) -> dict[tuple[int, ...], dict[int, float]]:
+        found: dict[tuple[int, ...], dict[int, float]] = {}
+        for row in rows:
+            if row["block"] != block or str(row.get("status", "")) != "ok":
+                continue
+            value = _number(row.get(metric))
+            if value is None or value <= 0:
+                continue
+            shape = shape_of(row)
+            found.setdefault(_fixed_part(shape, over), {})[axis_value(shape, over)] = value
+        return found
+
+    bases = _bases(rows, over)
+    results = []
+    for block in dict.fromkeys(r["block"] for r in rows):
+        if block == baseline:
+            continue
+        for (owner, fixed), base in bases.items():
+            if owner != block:
+                continue
+            for metric in metrics:
+                mine = values(block, metric).get(fixed, {})
+                theirs = values(baseline, metric).get(fixed, {})
+                xs = sorted(set(mine) & set(theirs))
+                result: dict[str, Any] = {"block": block, "metric": metric, "baseline": baseline, "base": base,
+                                          "variable": variable, "points": len(xs), "verdict": "no data",
+                                          "crossover": None, "crossings": [], "cheaper_on": [],
+                                          "compared": f"{xs[0]}..{xs[-1]}" if xs else "", "ratio_at_end": None}
+                if xs:
+                    log_ratios = [math.log(mine[x] / theirs[x]) for x in xs]
+                    intervals, crossings = _cheaper_intervals(xs, log_ratios)
+                    if all(r == 0 for r in log_ratios):
+                        result["verdict"] = "equal"
+                    elif not crossings:
+                        result["verdict"] = "always" if log_ratios[0] < 0 else "never"
+                    elif len(crossings) == 1:
+                        result["verdict"] = "above" if crossings[0][1] == "cheaper" else "below"
+                    else:
+                        result["verdict"] = "mixed"
+                    result["crossover"] = crossings[-1][0] if crossings else None
+                    result["crossings"] = crossings
+                    result["cheaper_on"] = intervals
+                    result["ratio_at_end"] = mine[xs[-1]] / theirs[xs[-1]]
+                results.append(result)
+    return results
+
+
+def crossover_label(result: dict[str, Any], thousands: bool = True) -> str:
+    """One cell for a crossover: "always", "never", "1,234" (cheaper from there on), "below 1,234"
+    (cheaper only below: it crosses back), or the intervals where it is cheaper for several crossings."""
+    def number(x: float) -> str:
+        return f"{round(x):,}" if thousands else str(round(x))
+
+    verdict = result["verdict"]
+    if verdict == "above":
+        return number(result["crossover"])
+    if verdict == "below":
+        return f"below {number(result['crossover'])}"
+    if verdict == "mixed":
+        return "cheaper on " + ", ".join(f"{number(a)}-{number(b)}" for a, b in result["cheaper_on"])
+    return verdict
+
+
+def crossover_columns(metrics: Sequence[str] = CROSSOVER_METRICS) -> list[str]:
+    """The columns a sweep with --baseline adds to its rows: the baseline and one crossover per metric."""
+    return ["baseline", *(f"crossover_{m}" for m in metrics)]
+
+
+def add_crossover_columns(rows: Sequence[dict[str, Any]], results: Sequence[dict[str, Any]], baseline: str,
+                          over: str, metrics: Sequence[str] = CROSSOVER_METRICS) -> None:
+    """Write each block's crossovers into its rows (in place), one column per metric, labelled as in
+    :func:`crossover_label` without thousands separators; the baseline's own rows say "baseline"."""
+    by_key = {(r["block"], r["base"], r["metric"]): r for r in results}
+    bases = _bases(rows, over)
+    for row in rows:
+        base = bases[(row["block"], _fixed_part(shape_of(row), over))]
+        row["baseline"] = baseline
+        for metric in metrics:
+            result = by_key.get((row["block"], base, metric))
+            row[f"crossover_{metric}"] = ("baseline" if row["block"] == baseline
+                                          else crossover_label(result, thousands=False) if result else None)
+
+
+def _bases(rows: Sequence[dict[str, Any]], over: str) -> dict[tuple[str, tuple[int, ...]], str]:
+    """For each block and fixed part of its shapes, the smallest of those shapes, as "1,64,16,16"."""
+    smallest: dict[tuple[str, tuple[int, ...]], tuple[int, ...]] = {}
+    for row in rows:
+        shape = shape_of(row)
+        key = (row["block"], _fixed_part(shape, over))
+        if key not in smallest or axis_value(shape, over) < axis_value(smallest[key], over):
+            smallest[key] = shape
+    return {key: ",".join(str(d) for d in shape) for key, shape in smallest.items()}
+
+
 def shape_of(row: dict[str, Any]) -> tuple[int, ...]:
     """A row's shape as a tuple, whether it holds "1,64,8,8" (read from a file) or a sequence."""
     shape = row["shape"]
@@ -148,8 +308,8 @@ def _typed(text: str | None) -> Any:
 
 
 class RowFile:
-    """Rows written as they finish, as CSV (one appended line each) or JSON (rewritten atomically), so an
-    interrupted sweep leaves a readable file that ``--resume`` reads back."""
+    """Rows written as they finish, as CSV or JSON, the file rewritten whole and renamed into place after each
+    row, so an interrupted sweep leaves a complete, readable file that ``--resume`` reads back."""
 
     def __init__(self, path: str | os.PathLike, fmt: str, columns: Sequence[str]):
         self.path = Path(path)
@@ -231,21 +391,18 @@ class RowFile:
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
-        if self.fmt == "csv" and self.path.exists() and self.path.stat().st_size > 0:
-            with open(self.path, "a", encoding="utf-8", newline="") as handle:
-                csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n").writerow(row)
-                handle.flush()
-                os.fsync(handle.fileno())
-        else:
-            self._rewrite()
+        self._rewrite()
 
     def _rewrite(self) -> None:
-        from attnzoo.output import to_csv, to_json
+        """The whole file under a temporary name, then renamed over the old one: a Ctrl-C or a crash at any
+        moment leaves the previous complete file, never a half-written row."""
+        from attnzoo.output import to_csv, to_json, write_atomic
 
         text = to_csv(self.rows, self.columns) if self.fmt == "csv" else to_json(self.rows, self.columns)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.path)
+        try:
+            write_atomic(self.path, text)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
 
 def point_key(row: dict[str, Any]) -> tuple[str, str]:
@@ -255,33 +412,117 @@ def point_key(row: dict[str, Any]) -> tuple[str, str]:
 
 
 def plot(rows: Sequence[dict[str, Any]], over: str, path: str | os.PathLike,
-         metrics: Sequence[str] = ("macs", "fwd_ms", "fwd_peak_mib")) -> None:
-    """Log-log curves, one panel per metric and one line per block."""
+         metrics: Sequence[str] = ("macs", "fwd_ms", "fwd_peak_mib"), families: dict[str, str] | None = None,
+         crossover_results: Sequence[dict[str, Any]] | None = None) -> None:
+    """Log-log curves, one panel per metric and one line per block; with ``families`` (block -> family)
+    coloured by family, and with ``crossover_results`` (from :func:`crossovers`) the crossings marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    units = {"macs": "MACs", "fwd_ms": "forward latency (ms)", "fwd_peak_mib": "forward peak memory (MiB)",
-             "train_ms": "training step (ms)", "train_peak_mib": "training peak memory (MiB)"}
     variable = {"hw": "N = H x W (positions)", "channels": "C (channels)", "batch": "B (batch)"}[over]
     present = [m for m in metrics if any(_number(r.get(m)) for r in rows)]
     if not present:
         raise ConfigError("nothing to plot: no successful measurement in the sweep")
     fig, axes = plt.subplots(1, len(present), figsize=(5.2 * len(present), 4.2), squeeze=False)
     blocks = list(dict.fromkeys(r["block"] for r in rows))
+    styles = family_styles(blocks, families, crossover_results[0]["baseline"] if crossover_results else None)
+    if styles:
+        order = {block: i for i, block in enumerate(blocks)}
+        blocks.sort(key=lambda b: (FAMILY_ORDER.index(families[b]) if families.get(b) in FAMILY_ORDER
+                                   else len(FAMILY_ORDER), order[b]))
     for ax, metric in zip(axes[0], present):
         for block in blocks:
             pts = sorted((axis_value(shape_of(r), over), _number(r.get(metric))) for r in rows
                          if r["block"] == block and str(r.get("status")) == "ok")
             pts = [(x, y) for x, y in pts if y]
             if pts:
-                ax.loglog([p[0] for p in pts], [p[1] for p in pts], marker="o", label=block)
+                ax.loglog([p[0] for p in pts], [p[1] for p in pts], **{"marker": "o", "label": block,
+                                                                         **styles.get(block, {})})
+        if crossover_results:
+            mark_crossovers(ax, rows, metric, over, crossover_results, styles)
         ax.set_xlabel(variable)
-        ax.set_ylabel(units.get(metric, metric))
+        ax.set_ylabel(BY_NAME[metric].axis_label if metric in BY_NAME else metric)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("attnzoo sweep: cost against input size (log-log)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        if not styles:
+            ax.legend(fontsize=8)
+    fig.suptitle("attnzoo sweep: cost against input size (log-log)" + (
+        f"; * where a block becomes cheaper than {crossover_results[0]['baseline']}, x where it turns dearer"
+        if crossover_results else ""))
+    if styles:  # one legend for the figure, grouped by family
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.06 + 0.035 * math.ceil(len(labels) / 4), 1, 1))
+    else:
+        fig.tight_layout()
+    from attnzoo.output import save_figure
+
+    try:
+        save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
+#: Families in the order the atlas lists them (the registry's families), each with its colour.
+FAMILY_ORDER = ("self-attention", "external", "linear", "axial", "local", "channel", "spatial", "channel+spatial",
+                "fusion", "conv")
+_FAMILY_COLOURS = dict(zip(FAMILY_ORDER, ("#d62728", "#2ca02c", "#1f77b4", "#9467bd", "#ff7f0e", "#8c564b",
+                                          "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")))
+_LINE_STYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D", "v")
+
+
+def family_styles(blocks: Sequence[str], families: dict[str, str] | None,
+                  baseline: str | None = None) -> dict[str, dict[str, Any]]:
+    """Line styles for the plot: one colour per family, blocks of one family told apart by dash and marker,
+    the baseline drawn thicker; labels "block (family)". Empty without ``families``."""
+    if not families:
+        return {}
+    styles: dict[str, dict[str, Any]] = {}
+    seen: dict[str, int] = {}
+    for block in blocks:
+        family = families.get(block, "")
+        index = seen[family] = seen.get(family, -1) + 1
+        styles[block] = {"color": _FAMILY_COLOURS.get(family, "black"),
+                         "linestyle": _LINE_STYLES[index % len(_LINE_STYLES)],
+                         "marker": _MARKERS[index % len(_MARKERS)], "markersize": 4,
+                         "linewidth": 2.6 if block == baseline else 1.4,
+                         "label": f"{block} ({family})" + (" - baseline" if block == baseline else "")}
+    return styles
+
+
+def crossing_points(rows: Sequence[dict[str, Any]], metric: str, over: str,
+                    results: Sequence[dict[str, Any]]) -> list[tuple[str, float, float, str]]:
+    """Where to mark the crossings of ``metric`` on a plot: (block, x, y, direction), y being the
+    baseline's cost at x on its log-log line (where the two curves meet)."""
+    points = []
+    for result in results:
+        if result["metric"] != metric or not result["crossings"]:
+            continue
+        fixed = _fixed_part(tuple(int(d) for d in result["base"].split(",")), over)
+        line = sorted((axis_value(shape_of(r), over), _number(r.get(metric))) for r in rows
+                      if r["block"] == result["baseline"] and str(r.get("status")) == "ok"
+                      and _fixed_part(shape_of(r), over) == fixed)
+        line = [(x, y) for x, y in line if y and y > 0]
+        for x, direction in result["crossings"]:
+            for (x0, y0), (x1, y1) in zip(line, line[1:]):
+                if x0 <= x <= x1:
+                    t = 0.0 if x1 == x0 else math.log(x / x0) / math.log(x1 / x0)
+                    points.append((result["block"], x, math.exp(math.log(y0) + t * math.log(y1 / y0)), direction))
+                    break
+    return points
+
+
+def mark_crossovers(ax: Any, rows: Sequence[dict[str, Any]], metric: str, over: str,
+                    results: Sequence[dict[str, Any]], styles: dict[str, dict[str, Any]]) -> list[tuple]:
+    """Mark the crossings on one panel: a star where a block becomes cheaper than the baseline, a cross
+    where it turns dearer again, each labelled with its x. Returns the points marked."""
+    points = crossing_points(rows, metric, over, results)
+    for block, x, y, direction in points:
+        colour = styles.get(block, {}).get("color", "black")
+        ax.plot([x], [y], marker="*" if direction == "cheaper" else "X", markersize=13, color=colour,
+                markeredgecolor="black", markeredgewidth=0.7, linestyle="none", zorder=5)
+        ax.annotate(f"{round(x):,}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=6.5,
+                    color=colour)
+    return points

@@ -40,7 +40,7 @@ def test_info_shows_paper_link_and_defaults(capsys):
 def test_info_json_has_constructor_defaults(capsys):
     assert run(["info", "external-attention", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["constructor_defaults"] == {"channels": "required", "memory_size": "64"}
+    assert data["constructor_defaults"] == {"channels": "required", "memory_size": "64", "tie_memories": "False"}
 
 
 def test_misspelt_name_is_one_line_and_non_zero(capsys):

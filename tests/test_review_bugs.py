@@ -60,9 +60,9 @@ def test_resume_retries_failed_points_only_when_asked(tmp_path, monkeypatch, cap
     real = runner.profile_one
     calls = []
 
-    def failing_at_6(spec, shape, options, overrides=None):
+    def failing_at_6(spec, shape, *args, **kwargs):
         calls.append(shape[2])
-        row = real(spec, shape, options, overrides)
+        row = real(spec, shape, *args, **kwargs)
         if shape[2] == 6:
             row["status"] = "error: forward failed: RuntimeError: planted"
         return row

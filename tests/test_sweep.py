@@ -115,11 +115,11 @@ def _counting_profile_one(monkeypatch, interrupt_at: int | None = None):
     calls = []
     real = runner.profile_one
 
-    def fake(spec, shape, options, overrides=None):
+    def fake(spec, shape, options, overrides=None, calibration=None):
         calls.append((spec.name, shape))
         if interrupt_at is not None and len(calls) == interrupt_at:
             raise KeyboardInterrupt
-        return real(spec, shape, options, overrides)
+        return real(spec, shape, options, overrides, calibration)
 
     monkeypatch.setattr(runner, "profile_one", fake)
     return calls

@@ -38,7 +38,8 @@ class MSCAM(nn.Module):
     summed and squashed by a sigmoid into a (B, C, H, W) weight that scales ``x``. r = 4; the hidden width is
     floor(C / r), at least 1. Convolutions keep their biases as the reference does. The global branch
     batch-normalises pooled vectors, so training needs a batch of at least 2 (as in AFF and iAFF).
-    Cost: about 2 N C^2 / r (local branch) + N C (pool) + 2 C^2 / r + N C MACs per image: linear in N.
+    Cost: 2 (N + 1) C C' MACs per image, C' = max(1, floor(C / r)) (local branch at N positions, global
+    branch once; pooling, sigmoid and scaling are not multiply-adds): linear in N.
     """
 
     def __init__(self, channels: int, reduction: int = 4):
@@ -65,7 +66,7 @@ class AFF(nn.Module):
     YimianDai/open-aff ``fusion.py`` (class AFF): w = MS-CAM weights of x + y, output ``2 x w + 2 y (1 - w)``.
     The paper writes ``x w + y (1 - w)``; the factor 2 is the official code's, kept to match it
     (it keeps the output's scale equal to that of x + y when w = 1/2). r = 4.
-    Cost: as MS-CAM, about 2 N C^2 / r + 5 N C MACs per image: linear in N.
+    Cost: as MS-CAM, 2 (N + 1) C C' MACs per image, C' = max(1, floor(C / r)): linear in N.
     """
 
     def __init__(self, channels: int, reduction: int = 4):
@@ -94,7 +95,8 @@ class IAFF(nn.Module):
     the second stage but calls ``global_att`` again, so global_att2 is never used: attnzoo follows the paper
     (two independent MS-CAMs) and uses global_att2. ``reuse_global_att=True`` reproduces the official code
     (and then does not create global_att2). r = 4.
-    Cost: twice MS-CAM, about 4 N C^2 / r + 8 N C MACs per image: linear in N.
+    Cost: twice MS-CAM, 4 (N + 1) C C' MACs per image, C' = max(1, floor(C / r)) (the same with
+    ``reuse_global_att``, which runs the first global branch twice): linear in N.
     """
 
     def __init__(self, channels: int, reduction: int = 4, reuse_global_att: bool = False):

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+INITS = ("kaiming", "default")
+
 
 class AttentionGate(nn.Module):
     """Attention gate: gates a skip feature map ``x`` with a coarser gating signal ``g``.
@@ -21,13 +23,21 @@ class AttentionGate(nn.Module):
     returns ``(output, alpha)`` with alpha (B, 1, H, W) in (0, 1), as the reference returns both; by default
     only the gated output. g may have any spatial size (the card uses C_g = 2 C at H/2 x W/2); x must be at
     least as large as the sub-sample factor.
-    Cost: N C C_int (theta) + N_g C_g C_int (phi) + N C_int / 4 (psi) + N C^2 (W) + N C MACs per image; with
-    the card's C_int = C/2, C_g = 2C, N_g = N/4 about 1.75 N C^2: linear in N.
+
+    Initialisation as the official code (``init_weights(m, init_type='kaiming')`` on every child): every
+    convolution weight from Kaiming's normal, fan-in mode, gain sqrt(2) (std sqrt(2 / fan_in)); the BatchNorm
+    weight from N(1, 0.02) and its bias 0; convolution biases keep PyTorch's default, as the official code
+    leaves them. ``init="default"`` keeps PyTorch's default initialisation everywhere.
+    Cost: N' (4 C + 1) C_int (theta, psi; N' = floor(H/2) floor(W/2)) + N_g C_g C_int (phi) + N C^2 (W) MACs
+    per image at sub-sample (2, 2); with the card's C_int = C/2, C_g = 2C and N_g = N': about 1.75 N C^2,
+    linear in N.
     """
 
     def __init__(self, channels: int, gating_channels: int, inter_channels: int | None = None,
-                 sub_sample: int | tuple[int, int] | list[int] = (2, 2)):
+                 sub_sample: int | tuple[int, int] | list[int] = (2, 2), init: str = "kaiming"):
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got '{init}'")
         factor = (sub_sample, sub_sample) if isinstance(sub_sample, int) else tuple(sub_sample)
         if len(factor) != 2 or any(f < 1 for f in factor):
             raise ValueError(f"sub_sample must be a positive int or a pair of them, got {sub_sample}")
@@ -44,6 +54,17 @@ class AttentionGate(nn.Module):
         self.phi = nn.Conv2d(gating_channels, inter, 1)
         self.psi = nn.Conv2d(inter, 1, 1)
         self.W = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels))
+        if init == "kaiming":
+            self._init_like_the_official_code()
+
+    @torch.no_grad()
+    def _init_like_the_official_code(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, a=0, mode="fan_in")
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.normal_(module.weight, 1.0, 0.02)
+                nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor, g: torch.Tensor, return_attention: bool = False):
         # x: (B, C, H, W); g: (B, C_g, H_g, W_g)

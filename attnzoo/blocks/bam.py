@@ -25,7 +25,8 @@ class BAM(nn.Module):
     breaks on non-square maps; here the pool is a mean over H and W, so any H x W works. Training needs a
     batch of at least 2 (BatchNorm of the pooled vector); eval mode takes any batch.
     Defaults: r = 16, dilation 4, two dilated convs; hidden width floor(C / r), at least 1.
-    Cost: about N C (C/r) + 18 N (C/r)^2 + 2 C^2 / r + 3 N C MACs per image: linear in N.
+    Cost: 2 C C' + N (C + 1) C' + 18 N C'^2 MACs per image, C' = max(1, floor(C / r)) (9 N C'^2 per dilated
+    conv, two of them): linear in N.
     """
 
     def __init__(self, channels: int, reduction: int = 16, dilation: int = 4, num_dilated: int = 2,

@@ -27,8 +27,8 @@ class BilinearAttention(nn.Module):
     Both attentions end in ReLU as in the reference, so the weights lie in [0.5, 1). r = 16; C' is floored
     at 1. Training needs a batch of at least 2 (BatchNorm of the pooled features). Not timm's
     BatNonLocalAttn (a different paper).
-    Cost: N C C' + N C'(C'+1)/2 (products) + N C C'(C'+1)/2 (outer conv) + C C'(C'+1)/2 + 2 N C MACs per image,
-    about N C^3 / 512 at r = 16: linear in N.
+    Cost: N C C' (reduction) + (N + 1) C C'(C'+1)/2 (outer conv at N pixels, inner conv once) MACs per image,
+    about N C^3 / 512 at r = 16 (the pairwise products are elementwise, not multiply-adds): linear in N.
     """
 
     def __init__(self, channels: int, reduction: int = 16):

@@ -14,18 +14,22 @@ class ClassAttention(nn.Module):
 
     Touvron, Cord, Sablayrolles, Synnaeve, Jegou, "Going deeper with Image Transformers", ICCV 2021,
     https://arxiv.org/abs/2103.17239 (sec. 3). With z = [x_class; x_patches]: q = W_q x_class,
-    k = W_k z, v = W_v z (no bias by default, as the reference ``ClassAttn``), A = softmax(q k^T / sqrt(d)),
-    out = W_o (A v) (with bias). Only the class token is updated, so the output is one token: (B, 1, C).
+    k = W_k z, v = W_v z, A = softmax(q k^T / sqrt(d)), out = W_o (A v) (with bias). q, k and v have a bias by
+    default: the bare ``Class_Attention`` of the official code (facebookresearch/deit ``cait_models.py``) and
+    timm's ``ClassAttn`` default to ``qkv_bias=False``, but every CaiT model of both passes ``qkv_bias=True``,
+    so attnzoo follows the models (``qkv_bias=False`` gives the bare class). Only the class token is updated,
+    so the output is one token: (B, 1, C).
 
     Input. With ``class_token=True`` (default) the block holds its own learned class token (trunc-normal
     init, std 0.02, as CaiT's) and takes the patches alone: (B, N, C) -> (B, 1, C), the class embedding a
     user would read out of a feature map (the card's feature-map form returns these (B, 1, C) tokens, not a
     map). With ``class_token=False`` it is the reference layer: the input is (B, 1 + N, C) with the class
     token first. The residual, LayerScale and MLP of the CA block are not included.
-    Cost: 2 N' C^2 (k, v) + 2 C^2 (q, output) + 2 N' C MACs per image, N' = 1 + N: linear in N.
+    Cost: 2 N' C^2 (k, v) + 2 C^2 (q, output) + 2 N' C MACs per image, N' = 1 + N tokens with the held class
+    token (N' = N, the input's length, with ``class_token=False``): linear in N.
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False, class_token: bool = True,
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, class_token: bool = True,
                  attn_drop: float = 0.0, proj_drop: float = 0.0, fused: bool = True):
         super().__init__()
         self.head_dim = _check_heads(dim, num_heads)

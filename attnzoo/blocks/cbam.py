@@ -61,7 +61,8 @@ class CBAM(nn.Module):
     pooling through a shared MLP with biases, then the spatial gate on [max, mean] with a 7x7 convolution
     and BatchNorm (momentum 0.01). The copy in the first article defaults to ``no_spatial=True`` (channel
     gate only); attnzoo defaults to the paper's full module and keeps ``no_spatial`` as an option.
-    Cost: about N C (2 + 2) + 4 C^2 / r + 2 k^2 N MACs per image.
+    Cost: 4 C floor(C / r) (the shared MLP on the two pooled descriptors) + 2 k^2 N (the spatial conv) MACs
+    per image (pooling and gating are not multiply-adds; 4 C floor(C / r) alone with ``no_spatial``).
     """
 
     def __init__(self, channels: int, reduction: int = 16, kernel_size: int = 7,

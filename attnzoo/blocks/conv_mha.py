@@ -31,7 +31,7 @@ class ConvMultiHeadAttention(nn.Module):
     broadcast-and-sum attention (B x key_size x N x N memory) is scaled dot-product attention per head, so
     it runs through the fused kernel (``fused=True``, no N x N weights held); the explicit path computes
     the weights when they are asked for (``return_attention=True``) or with ``fused=False``.
-    Cost: N C (3 h k + h k + 2 C) + 2 h N^2 k MACs per image (h heads, k = key_size = output_size).
+    Cost: 2 N C h (k + v) + 2 N C^2 + N^2 h (k + v) MACs per image (h heads, k = key_size, v = output_size).
     """
 
     def __init__(self, channels: int = 32, key_size: int = 32, output_size: int = 32, num_heads: int = 4,

@@ -21,8 +21,9 @@ class DeformableConv2d(nn.Module):
     https://arxiv.org/abs/1811.11168. A second zero-initialised k x k conv predicts k^2 modulation scalars per
     position, passed through a sigmoid (so they start at 0.5, as in the paper).
     The main weight and bias are initialised as ``nn.Conv2d`` does. Defaults: k = 3, one offset group, bias.
-    Cost: about N k^2 C^2 (main) + 2 N k^4 C (offsets) [+ N k^4 C (masks)] + 4 N k^2 C (bilinear sampling)
-    MACs per image: linear in N.
+    Cost: N k^2 C^2 (main) + 2 N k^4 C (offsets) [+ N k^4 C (masks)] MACs per image: linear in N. The
+    bilinear sampling (about 4 N k^2 C multiply-adds of interpolation weights) is left out: attnzoo's
+    counter (and its ``macs`` card formula) counts the contractions only.
     """
 
     def __init__(self, channels: int, kernel_size: int = 3, modulated: bool = False, bias: bool = True):

@@ -21,8 +21,8 @@ class GCT(nn.Module):
     is the identity at initialisation; epsilon = 1e-5. An unknown ``mode`` raises ValueError (the reference
     calls ``sys.exit`` without importing ``sys``).
     Cost: N C MACs per image for the l2 embedding (a sum of squares, written as an einsum so that MAC counters
-    see it) plus N C multiplications for the gating and O(C) for the normalisation: linear in N. The l1 mode
-    has no multiply-accumulates at all (a sum of absolute values), so a MAC counter reports 0 for it.
+    see it); the gating (N C multiplications) and the O(C) normalisation are elementwise, not multiply-adds:
+    linear in N. The l1 mode has no multiply-accumulates at all (a sum of absolute values): 0 MACs.
     """
 
     def __init__(self, channels: int, epsilon: float = 1e-5, mode: str = "l2", after_relu: bool = False):

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 class PreActBottleneck(nn.Module):
     """Pre-activation bottleneck residual unit, C -> C: (BN, ReLU, 1x1 C -> C/4), (BN, ReLU, 3x3),
-    (BN, ReLU, 1x1 C/4 -> C), no biases, plus the identity. About 1.06 N C^2 MACs."""
+    (BN, ReLU, 1x1 C/4 -> C), no biases, plus the identity. U = 2 C h + 9 h^2 MACs per pixel, h = max(1, C // 4)
+    (about 1.06 C^2)."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -49,8 +50,10 @@ class ResidualAttentionModule(nn.Module):
     ValueError, at build when the card passes ``height`` and ``width``, else in forward. The tengshaofeng
     port also adds the pooled features and, at the top, the trunk output to each upsampled map; attnzoo
     keeps to the paper's skip connections only. Upsampling uses align_corners=True as that port.
-    Cost at depth 3: about 5.3 N C^2 (4 units at full resolution, 8 at 1/4, 1/16, 1/64 of it) + 2 N C^2
-    (the mask's 1x1 convs) = 7.3 N C^2 MACs per image: linear in N.
+    Cost: U (N (2p + t) + sum over levels l = 1..depth of N_l u_l) + 2 N C^2 MACs per image, with U = 2 C h +
+    9 h^2 (one unit per pixel, h = max(1, C // 4)), N_l = ceil(H / 2^l) ceil(W / 2^l), u_l = 2r + 1 units for l < depth
+    and 2r at the bottom (l = depth); 2 N C^2 are the mask's 1x1 convs. At depth 3, about 7.3 N C^2: linear in N.
+    (The card's formula writes this sum out for depth <= 3.)
     """
 
     def __init__(self, channels: int, depth: int = 3, p: int = 1, t: int = 2, r: int = 1,

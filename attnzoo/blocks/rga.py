@@ -47,9 +47,11 @@ class RGASpatial(nn.Module):
     i the relation feature [r_i,: ; r_:,i] (2N channels, in the paper's and the reference's order) is
     embedded 2N -> N/8, concatenated with the channel mean of a third embedding C -> C/8 of x, and mapped
     by 1x1 convs (1 + N/8) -> (1 + N/8)/8 -> 1 with BN to one logit; output sigmoid(logit) * x.
-    Cost: 3 N C^2/8 (embeddings) + N^2 C/8 (affinity) + N^3/4 (relation embedding, 2N -> N/8 at N positions)
-    + about N^3/512 MACs per image: cubic in N once N exceeds about C (the N x N affinity is only part of
-    it: the relation embedding reads 2N channels at each of the N positions).
+    Cost, with C' = max(1, C // cha_ratio), N' = max(1, N // spa_ratio), h = max(1, (1 + N') // down_ratio):
+    3 N C C' (embeddings) + N^2 C' (affinity) + 2 N^2 N' (relation embedding, 2N -> N' at N positions)
+    + N (2 + N') h (score network) MACs per image; about 3 N C^2/8 + N^2 C/8 + N^3/4 + N^3/512 at the
+    default ratios: cubic in N once N exceeds about C (the relation embedding reads 2N channels at each of
+    the N positions).
     """
 
     def __init__(self, channels: int, spatial: int, cha_ratio: int = 8, spa_ratio: int = 8, down_ratio: int = 8):
@@ -98,8 +100,10 @@ class RGAChannel(nn.Module):
     of channel c, [r_c,: ; r_:,c] (2C), is embedded 2C -> C/8, concatenated with the mean of a third
     embedding N -> N/8 of x, and mapped by 1x1 convs (1 + C/8) -> (1 + C/8)/8 -> 1 with BN to one logit per
     channel; output sigmoid(logit) * x.
-    Cost: 3 N^2 C/8 (the N -> N/8 embeddings at C positions) + N C^2/8 (affinity) + C^3/4 (relation embedding)
-    MACs per image: quadratic in N at fixed C (linear while N is small against C).
+    Cost, with N' = max(1, N // spa_ratio), C' = max(1, C // cha_ratio), h = max(1, (1 + C') // down_ratio):
+    3 C N N' (the N -> N' embeddings at C positions) + C^2 N' (affinity) + 2 C^2 C' (relation embedding)
+    + C (2 + C') h (score network) MACs per image; about 3 N^2 C/8 + N C^2/8 + C^3/4 + C^3/512 at the default
+    ratios: quadratic in N at fixed C (linear while N is small against C).
     """
 
     def __init__(self, channels: int, spatial: int, cha_ratio: int = 8, spa_ratio: int = 8, down_ratio: int = 8):

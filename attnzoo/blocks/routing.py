@@ -29,9 +29,11 @@ class RoutingAttention(nn.Module):
       mean of the normalised queries and keys assigned to them, then are re-normalised; never in eval mode,
       where the block is deterministic. Routing itself (argmax, top-k) passes no gradient, as in the paper;
       every parameter gets gradients through q, k and v.
-    - The auxiliary commitment loss of the community port (weight ``commitment`` 1e-4, mean squared distance
-      of each normalised q and k to its centroid) is exposed as the attribute ``aux_loss`` after a training
-      forward (``None`` in eval); add it to the task loss if wanted. attnzoo never adds it itself.
+    - The auxiliary commitment loss of the community port (lucidrains/routing-transformer, ``Kmeans``:
+      ``F.mse_loss(x, routed_means) * commitment`` over the normalised queries and keys, weight 1e-4) is
+      exposed as the attribute ``aux_loss`` after a training forward (``None`` in eval): the mean over every
+      element (B, heads, 2N and head_dim) of the squared difference between each normalised q and k and its
+      nearest centroid, times ``commitment``. Add it to the task loss if wanted; attnzoo never adds it itself.
 
     Cost: 4 N C^2 + 2 N K C (routing) + 2 N w C (attention) MACs per image: N^1.5 with K = w = sqrt(N).
     Memory: the gathered keys and values take O(N w C).
@@ -83,7 +85,7 @@ class RoutingAttention(nn.Module):
             points = torch.cat([qn, kn], dim=2)  # (B, heads, 2N, head_dim)
             assigned = torch.cat([cluster_q, cluster_k], dim=2)  # (B, heads, 2N)
             nearest = centroids[torch.arange(h, device=x.device)[:, None], assigned]  # (B, heads, 2N, head_dim)
-            self.aux_loss = self.commitment * (points - nearest).pow(2).sum(-1).mean()
+            self.aux_loss = self.commitment * (points - nearest).pow(2).mean()  # F.mse_loss, as the port
             self._update_centroids(points.detach(), assigned)
         if return_attention:  # scattered into a dense (N, N) map for inspection
             dense = weights.new_zeros(b, h, n, n).scatter_(-1, keys_of_query, weights)

@@ -12,7 +12,8 @@ class SqueezeExcitation(nn.Module):
     Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018, https://arxiv.org/abs/1709.01507.
     Global average pooling, FC C -> C/r with bias, ReLU, FC C/r -> C with bias, sigmoid, channel-wise scale;
     r = 16 as the paper recommends. The hidden width is floor(C / r), at least 1 (timm rounds it to a
-    multiple of 8 instead). Cost: N C + 2 C^2 / r MACs per image.
+    multiple of 8 instead). Cost: 2 C floor(C / r) MACs per image (the two FC layers; pooling and scaling
+    are not multiply-adds): flat in N.
     """
 
     def __init__(self, channels: int, reduction: int = 16):

@@ -23,7 +23,8 @@ class SelectiveKernel(nn.Module):
     needs a batch of at least 2 (BatchNorm of the pooled descriptor z).
     Equal to timm ``SelectiveKernel(C, C, kernel_size=[3, 5], groups=G, rd_channels=d, split_input=False)``;
     timm's defaults differ (input split across paths, d from make_divisible(C / 16, 8), groups 1).
-    Cost: about 9 M N C^2 / G (path convs) + 2 M N C + C d (1 + M) MACs per image: linear in N.
+    Cost: 9 M N C^2 / G (path convs, G = ``self.groups``) + C d (1 + M) (fuse and select) MACs per image
+    (the weighted sum of the paths is elementwise): linear in N.
     """
 
     def __init__(self, channels: int, num_paths: int = 2, groups: int = 32, reduction: int = 16,

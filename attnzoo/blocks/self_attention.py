@@ -65,16 +65,24 @@ class MultiHeadAttention(nn.Module):
     """The Transformer's multi-head self-attention as the first article writes it.
 
     Vaswani et al., "Attention Is All You Need", NeurIPS 2017, https://arxiv.org/abs/1706.03762 (sec. 3.2.2).
-    Bias-free q, k, v and output projections, d_k = d_v = dim / num_heads, dropout on the projected output,
-    then the residual and LayerNorm (eps 1e-6), as the article's code (and the Transformer's post-norm
-    sub-layer). Cost: 4 N C^2 + 2 N^2 C MACs per image.
+    Bias-free q, k, v and output projections, d_k = d_v = dim / num_heads, dropout on the projected output
+    (``dropout``), then the residual and LayerNorm (eps 1e-6), as the article's code (and the Transformer's
+    post-norm sub-layer). The article's code (the attention-is-all-you-need-pytorch lineage) also drops the
+    attention weights: its ScaledDotProductAttention has ``attn_dropout=0.1``, which attnzoo follows with
+    ``attn_dropout`` (default 0.1; training mode only; the fused path passes it to SDPA as ``dropout_p``,
+    whose random mask differs from ``F.dropout``'s). ``attn_dropout=0`` drops only the projected output.
+    Cost: 4 N C^2 + 2 N^2 C MACs per image.
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.1, fused: bool = True):
+    def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.1, attn_dropout: float = 0.1,
+                 fused: bool = True):
         super().__init__()
         self.head_dim = _check_heads(dim, num_heads)
         self.num_heads = num_heads
         self.fused = fused
+        if not 0.0 <= attn_dropout <= 1.0:
+            raise ValueError(f"attn_dropout must lie in [0, 1], got {attn_dropout}")
+        self.attn_dropout = attn_dropout
         self.w_qs = nn.Linear(dim, dim, bias=False)
         self.w_ks = nn.Linear(dim, dim, bias=False)
         self.w_vs = nn.Linear(dim, dim, bias=False)
@@ -90,7 +98,9 @@ class MultiHeadAttention(nn.Module):
         weight = torch.cat([self.w_qs.weight, self.w_ks.weight, self.w_vs.weight])  # (3C, C)
         qkv = F.linear(x, weight).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
-        out, weights = dot_product_attention(q, k, v, fused=self.fused, need_weights=return_attention)
+        drop = self.attn_dropout if self.training else 0.0  # on the attention weights
+        out, weights = dot_product_attention(q, k, v, dropout_p=drop, fused=self.fused,
+                                             need_weights=return_attention)
         out = out.transpose(1, 2).reshape(b, n, c)  # (B, N, heads * head_dim)
         out = self.layer_norm(self.dropout(self.fc(out)) + x)
         return (out, weights) if return_attention else out
@@ -101,8 +111,9 @@ class ViTAttention(nn.Module):
 
     Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021, https://arxiv.org/abs/2010.11929.
     Defaults follow the third article's code: no bias on qkv nor on the output projection, scale
-    1/sqrt(head_dim), no residual or norm (those belong to the encoder block). The original ViT and
-    timm's ``Attention`` put a bias on the output projection: pass ``proj_bias=True`` for that.
+    1/sqrt(head_dim), no residual or norm (those belong to the encoder block). The original ViT (and timm's
+    ``VisionTransformer``, whose blocks pass ``qkv_bias=True``) has a bias on both projections: pass
+    ``qkv_bias=True, proj_bias=True`` for that.
     Cost: 4 N C^2 + 2 N^2 C MACs per image.
     """
 

@@ -36,8 +36,9 @@ class SparseAttention(nn.Module):
     (alternating layers, one merged head, separate heads) attnzoo uses the merged head: every head attends
     to the union, each key counted once. The fixed pattern uses the same summary positions in every head.
     Standard multi-head projections (qkv without bias, output projection with bias), scale 1/sqrt(head_dim).
-    Cost: 4 N C^2 + 2 N (2l + 1 + ceil(N/l)) C MACs (strided) or 4 N C^2 + 2 N (l + S) C (fixed, S ~ c N/l
-    summary positions) per image: N^1.5 with l ~ sqrt(N). The (N, N) weights are only built when asked for.
+    Cost, with M = ceil(N / l) blocks: 4 N C^2 + 2 N (2l + 1) C + 2 M^2 l C MACs per image (strided), or
+    4 N C^2 + 2 M l^2 C + 2 N S C (fixed, S ~ c N / l summary positions): N^1.5 with l ~ sqrt(N). The (N, N)
+    weights are only built when asked for.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, stride: int = 8, pattern: str = "strided", summary: int = 1,

@@ -93,8 +93,8 @@ class GlobalSubSampledAttention(nn.Module):
     stages; the card takes 4. As in the official code, a side that is not a multiple of sr is floored by the
     strided convolution (the last H mod sr rows and W mod sr columns give no key); a side shorter than sr
     raises ValueError.
-    Cost: 2 N C^2 (q, output) + N C^2 (the sr x sr conv) + 2 N' C^2 (kv) + 2 N N' C MACs per image with
-    N' = floor(H/sr) floor(W/sr): N^2 at fixed sr.
+    Cost: 2 N C^2 (q, output) + N' sr^2 C^2 (the sr x sr conv, none when sr = 1) + 2 N' C^2 (kv) + 2 N N' C
+    MACs per image with N' = floor(H/sr) floor(W/sr): N^2 at fixed sr.
     """
 
     def __init__(self, dim: int, height: int, width: int, num_heads: int = 8, sr_ratio: int = 4,

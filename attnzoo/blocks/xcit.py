@@ -15,16 +15,18 @@ class CrossCovarianceAttention(nn.Module):
 
     El-Nouby, Touvron, Caron, Bojanowski, Douze, Joulin, Laptev, Neverova, Synnaeve, Verbeek, Jegou,
     "XCiT: Cross-Covariance Image Transformers", NeurIPS 2021, https://arxiv.org/abs/2106.09681 (sec. 3.2).
-    q, k, v from one linear layer (no bias, as the reference); q and k are l2-normalised along the tokens
-    (each channel of a head becomes a unit vector over the N tokens), so every entry of the cross-covariance
-    lies in [-1, 1]; attention weights softmax(q_hat k_hat^T * tau) over the channels of a head, applied to v;
+    q, k, v from one linear layer, with a bias by default: the bare ``XCA`` class of the official code
+    (facebookresearch/xcit ``xcit.py``) and of timm defaults to ``qkv_bias=False``, but every XCiT model of
+    both passes ``qkv_bias=True``, so attnzoo follows the models (``qkv_bias=False`` gives the bare class).
+    q and k are l2-normalised along the tokens (each channel of a head becomes a unit vector over the N
+    tokens), so every entry of the cross-covariance lies in [-1, 1]; attention weights softmax(q_hat k_hat^T * tau) over the channels of a head, applied to v;
     output projection with bias. The paper writes the temperature as a divisor (softmax(K^T Q / tau)); the
     official code (facebookresearch/xcit, timm's ``XCA``) multiplies by a learnable per-head parameter
     initialised to 1, which attnzoo follows (same family of functions, the reference's parameterisation).
     Cost: 4 N C^2 + 2 N C^2 / heads MACs per image: linear in N.
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False, attn_drop: float = 0.0,
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, attn_drop: float = 0.0,
                  proj_drop: float = 0.0, fused: bool = True):
         super().__init__()
         self.head_dim = _check_heads(dim, num_heads)

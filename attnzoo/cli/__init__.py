@@ -11,8 +11,13 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli import info_cmd, list_cmd  # noqa: F401  (each module registers its command on app)
 from attnzoo.cli import profile_cmd, sweep_cmd, train_cmd  # noqa: F401
+from attnzoo.cli import compare_cmd, report_cmd  # noqa: F401
 from attnzoo.cli.common import debug_enabled, set_debug
-from attnzoo.errors import AttnzooError
+from attnzoo.errors import AttnzooError, ProfilerError
+
+#: Exit status of a bug in attnzoo itself (sysexits' EX_SOFTWARE), distinct from a failed row (1) or a usage
+#: error (2).
+INTERNAL_ERROR = 70
 
 
 def _click_exceptions() -> tuple[type[BaseException], ...]:
@@ -48,7 +53,12 @@ def _run(args: list[str]) -> int:
     try:
         result = app(args=args, prog_name="attnzoo", standalone_mode=False)
     except _click_exceptions() as exc:
-        exc.show()
+        if type(exc).__name__ == "NoArgsIsHelpError" or debug_enabled():
+            exc.show()  # 'attnzoo' or 'attnzoo sweep' alone: the help, as asked
+            return exc.exit_code
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+        print(f"attnzoo: error: {_one_line(exc.format_message()).rstrip('.')}{hint}", file=sys.stderr)
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         print("attnzoo: interrupted", file=sys.stderr)
@@ -58,11 +68,23 @@ def _run(args: list[str]) -> int:
             raise
         print(f"attnzoo: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file that vanished or cannot be read or written between the checks and the work
+        if debug_enabled():
+            raise
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"attnzoo: error: {where}{_one_line(exc.strerror or exc)}", file=sys.stderr)
+        return 2
     except MemoryError:
         if debug_enabled():
             raise
         print("attnzoo: error: out of memory", file=sys.stderr)
         return 3
+    except ProfilerError as exc:
+        if debug_enabled():
+            raise
+        print(f"attnzoo: internal error (a bug in attnzoo, please report it): {_one_line(exc)}; "
+              "--debug shows the traceback", file=sys.stderr)
+        return INTERNAL_ERROR
     return result if isinstance(result, int) else 0
 
 

@@ -60,3 +60,21 @@ def set_debug(enabled: bool) -> bool:
 def debug_enabled() -> bool:
     """Whether to show tracebacks: ``--debug`` given to the running command, or ATTNZOO_DEBUG set."""
     return _debug_flag or os.environ.get("ATTNZOO_DEBUG", "") not in ("", "0")
+
+
+# The measurement modes, shared by profile and sweep (and, without --compile-mode, by train).
+CompileOption = typer.Option(False, "--compile", help="torch.compile the block; compile time goes in compile_s.")
+CompileModeOption = typer.Option(
+    None, "--compile-mode", metavar="MODE",
+    help="torch.compile mode: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs.")
+AmpOption = typer.Option(False, "--amp",
+                         help="Autocast: bfloat16 on CPU, float16 on CUDA (weights stay in --dtype float32).")
+ChannelsLastOption = typer.Option(False, "--channels-last", help="Block and feature maps in channels-last format.")
+
+
+def mode_settings(compile_: bool, compile_mode: Optional[str], amp: bool, channels_last: bool) -> dict:
+    """The modes given on the command line (flags left off are not given, so a suite's value stands)."""
+    given = {"compile": compile_ or None, "compile_mode": compile_mode, "amp": amp or None,
+             "channels_last": channels_last or None}
+    return {key: value for key, value in given.items() if value is not None}
+

@@ -22,9 +22,10 @@ def list_command(
     registry: Optional[List[str]] = RegistryOption,
 ) -> None:
     """List the blocks in the registry."""
-    from attnzoo.output import render
+    from attnzoo.output import output_format, render
     from attnzoo.registry import list_blocks
 
+    fmt = output_format(output, check_format(fmt))
     specs = list_blocks(pattern, family=family, layout=layout, extra_dirs=registry_dirs(registry))
     rows = [spec.to_dict() for spec in specs]
-    render(rows, check_format(fmt), columns=COLUMNS, title=f"attnzoo blocks ({len(rows)})", output=output)
+    render(rows, fmt, columns=COLUMNS, title=f"attnzoo blocks ({len(rows)})", output=output)

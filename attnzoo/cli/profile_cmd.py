@@ -11,8 +11,9 @@ from typing import Any, List, Optional
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import (DeviceOption, DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption,
-                                ThreadsOption, check_format, parse_overrides, registry_dirs, say)
+from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
+                                DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption, ThreadsOption,
+                                check_format, mode_settings, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
     'Profile blocks: parameters, MACs / FLOPs, latency and peak memory, one row per block and shape.',
@@ -27,16 +28,21 @@ HELP = "\n\n".join([
     'training step (forward and backward, gradients for the weights and the input); after warm-up, '
     'repeated for --min-time seconds; *_iqr_ms is the interquartile range, *_runs the number of timed '
     'calls.',
-    'Efficiency: achieved FLOP/s of the forward (flops / fwd_ms) over device_gflops, the device\'s '
-    'matrix-multiply GFLOP/s for the dtype and thread count, measured once per run (the best of a few '
-    'large square matmuls); 0.25 means the forward runs at a quarter of the rate of a large matmul. '
-    'Memory-bound blocks sit far below 1.',
+    'Roofline: bytes_min is the compulsory traffic of a forward (inputs, outputs and parameters once each), '
+    'bytes_eager what the operators of an eager forward read and write; intensity = flops / bytes_min. '
+    'roofline_ms is the fastest forward the device allows: the slower of flops at the best matmul rate '
+    '(device_gflops) and bytes_min at the bandwidth measured for the row\'s working set (bandwidth_gbs). '
+    'of_limit = roofline_ms / fwd_ms: 1.0 is at the hardware\'s limit; bound says which ceiling binds. '
+    'Both ceilings are measured once per run. efficiency is achieved FLOP/s over the matmul rate.',
+    'Modes: --compile (torch.compile; compile_s is the time of the first calls), --amp (autocast to '
+    'bfloat16 on CPU, float16 on CUDA), --channels-last; each row records its modes. fwd_img_s and '
+    'train_img_s are images per second.',
     'Memory: fwd_peak_mib and train_peak_mib are the peak memory of one forward / training step in MiB '
     'above the inputs and weights already allocated (outputs, activations, gradients, temporaries). On '
     "CUDA from the allocator's peak statistics; on the CPU the peak of live tensor storages the call "
     "creates (not the process's RSS).",
     'Exit status: 0 when every row succeeded, 1 when a row failed (its status says why), 2 for a usage '
-    'error.',
+    'error, 70 for an internal error of attnzoo (--debug shows its traceback).',
 ])
 
 
@@ -55,36 +61,43 @@ def _ms(median: Any, iqr: Any) -> str:
     return f"{median:.4g} ± {iqr:.2g}" if iqr is not None else f"{median:.4g}"
 
 
+def _shown(column, row: dict[str, Any]) -> Any:
+    value = row.get(column.name)
+    if column.style == "si":
+        return _si(value, column.unit)
+    if column.style == "ms":
+        return _ms(value, row.get(column.name.replace("_ms", "_iqr_ms")))
+    if isinstance(value, float) and column.style == "num":
+        return round(value) if abs(value) >= 1000 else float(f"{value:.4g}")
+    return value
+
+
 def _table_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """What the table shows: counts with SI prefixes, time as median ± IQR. CSV and JSON keep raw columns."""
-    shown = []
-    for row in rows:
-        shown.append({
-            "block": row["block"], "shape": row["shape"], "status": row["status"],
-            "params": row["params"],
-            "MACs": _si(row["macs"]), "FLOPs": _si(row["flops"]),
-            "fwd ms": _ms(row["fwd_ms"], row["fwd_iqr_ms"]), "fwd MiB": row["fwd_peak_mib"],
-            "train ms": _ms(row["train_ms"], row["train_iqr_ms"]), "train MiB": row["train_peak_mib"],
-            "efficiency": "" if row.get("efficiency") is None else f"{row['efficiency']:.3f}",
-            "uncounted ops": row["uncounted_ops"],
-        })
-    columns = list(shown[0]) if shown else []
-    if all(not r["uncounted ops"] for r in shown):
-        columns.remove("uncounted ops")
-    for column in ("fwd ms", "fwd MiB", "train ms", "train MiB", "efficiency"):
-        if all(r[column] in ("", None) for r in shown):
-            columns.remove(column)
+    """What the table shows: the columns with a label (attnzoo.profiling.measurements), counts with SI
+    prefixes, time as median ± IQR, and only columns that have a value in some row. CSV and JSON keep raw
+    columns."""
+    from attnzoo.profiling.measurements import ALL_COLUMNS
+
+    labelled = [c for c in ALL_COLUMNS if c.label]
+    shown = [{c.label: _shown(c, row) for c in labelled} for row in rows]
+    keep = ("block", "shape", "status")
+    columns = [c.label for c in labelled if c.label in keep or any(r[c.label] not in ("", None) for r in shown)]
     return shown, columns
 
 
 def _caption(rows: list[dict[str, Any]]) -> str:
     first = rows[0]
     threads = f"{first['threads']} thread" + ("s" if first["threads"] != 1 else "")
+    modes = [f"compile {first['compile']}" if first.get("compile") else "",
+             f"amp {first['amp']}" if first.get("amp") else "",
+             "channels-last" if first.get("channels_last") in (True, "True") else ""]
     gflops = next((row["device_gflops"] for row in rows if row.get("device_gflops")), None)
     matmul = f" · matmul {gflops:g} GFLOP/s" if gflops else ""
-    return (f"{first['device']} · {first['dtype']} · {threads} · torch {first['torch']}{matmul}\n"
+    where = " · ".join([str(first.get("device_name") or first["device"]), first["dtype"], *filter(None, modes),
+                        threads, f"torch {first['torch']}"])
+    return (f"{where}{matmul}\n"
             "1 MAC = 1 multiply-add = 2 FLOPs · time: median ± IQR · MiB: peak above inputs and weights · "
-            "efficiency: achieved FLOP/s over the matmul GFLOP/s above")
+            "of limit: the roofline's time over the measured one (1 = at the hardware's limit)")
 
 
 @app.command("profile", help=HELP)
@@ -104,6 +117,15 @@ def profile_command(
         None, "--min-time", metavar="SECONDS", help="Time each measurement for at least this long (default: 1.0)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Calls before timing starts (default: 3)."),
     threads: Optional[int] = ThreadsOption,
+    compile_: bool = CompileOption,
+    compile_mode: Optional[str] = CompileModeOption,
+    amp: bool = AmpOption,
+    channels_last: bool = ChannelsLastOption,
+    by_module: bool = typer.Option(
+        False, "--by-module", help="One row per submodule (params, MACs, bytes, share of the forward time)."),
+    depth: int = typer.Option(1, "--depth", metavar="K", help="With --by-module: how deep to list submodules."),
+    plot: Optional[str] = typer.Option(
+        None, "--plot", metavar="FILE", help="Draw the roofline chart of the rows (.png or .svg)."),
     suite: Optional[str] = typer.Option(
         None, "--suite", metavar="NAME|FILE", help="Run a suite: a TOML file, or a name from profiles/ (e.g. seeds)."),
     fmt: str = FormatOption,
@@ -112,15 +134,17 @@ def profile_command(
 ) -> int:
     from attnzoo.cli.common import debug_enabled
     from attnzoo.errors import ConfigError
-    from attnzoo.output import render
+    from attnzoo.output import output_format, render
     from attnzoo.profiling.runner import COLUMNS, ProfileOptions, failed, profile_rows
 
     fmt = check_format(fmt)
+    file_fmt = output_format(output, fmt)  # a path that cannot be written ends here, before any measurement
     dirs = registry_dirs(registry)
     cli_overrides = parse_overrides(overrides)
     given = {key: value for key, value in (("device", device), ("dtype", dtype), ("mode", mode),
                                            ("min_time", min_time), ("warmup", warmup),
                                            ("threads", threads)) if value is not None}
+    given.update(mode_settings(compile_, compile_mode, amp, channels_last))
     title = "attnzoo profile"
 
     plans = []  # (block patterns, shapes, overrides): every plan is checked before anything runs
@@ -141,6 +165,14 @@ def profile_command(
             raise ConfigError("name at least one block (or --all, or --suite NAME); see 'attnzoo list'")
         plans = [(patterns, list(shape or []), cli_overrides)]
     options = ProfileOptions(raise_errors=debug_enabled(), **settings)
+    if depth < 1:
+        raise ConfigError(f"--depth must be at least 1, got {depth}")
+    if by_module:
+        return _by_module(plans, options.checked(), depth, dirs, fmt, output)
+    if plot is not None:
+        from attnzoo.output import PLOT_SUFFIXES, check_output
+
+        check_output(plot, "--plot", PLOT_SUFFIXES)
     progress = _ProgressLine()
     row_sets = [profile_rows(blocks, shapes, options, run_overrides, dirs, on_start=progress.start)
                 for blocks, shapes, run_overrides in plans]
@@ -149,15 +181,54 @@ def profile_command(
     bad = [row for row in rows if failed(row)]
     for row in bad:
         say(f"attnzoo: {row['block']} at {row['shape']}: {row['status']}")
-    if fmt == "table":
-        if len(bad) < len(rows):
-            shown, columns = _table_rows(rows)
-            render(shown, fmt, columns=columns, title=title, caption=_caption(rows), output=output)
-    else:
-        render(rows, fmt, columns=COLUMNS, output=output)
+    if fmt == "table" and len(bad) < len(rows):  # with --output x.csv the table still shows on the terminal
+        shown, columns = _table_rows(rows)
+        render(shown, "table", columns=columns, title=title, caption=_caption(rows),
+               output=output if file_fmt == "table" else None)
+    if output is not None and file_fmt != "table":
+        render(rows, file_fmt, columns=COLUMNS, output=output)
+    elif output is None and fmt != "table":
+        render(rows, fmt, columns=COLUMNS)
     if output:
         say(f"wrote {len(rows)} rows to {output}")
+    if plot is not None:
+        from attnzoo.profiling.roofline import plot_roofline
+        from attnzoo.profiling.runner import calibrate
+
+        plot_roofline(rows, calibrate(options.checked()), plot)
+        say(f"roofline written to {plot}")
     return 1 if bad else 0
+
+
+def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]) -> int:
+    """``--by-module``: the rows of every block's submodules (attnzoo.profiling.modules)."""
+    from attnzoo.build import parse_shape
+    from attnzoo.output import render
+    from attnzoo.profiling.modules import MODULE_COLUMNS, module_rows
+    from attnzoo.profiling.prepare import BlockFailure
+    from attnzoo.registry import get_spec, resolve_names
+
+    jobs = [(get_spec(name, dirs), parse_shape(s), run_overrides)
+            for blocks, shapes, run_overrides in plans for name in resolve_names(blocks, dirs) for s in shapes]
+    if not any(True for _ in jobs):
+        raise ConfigError("--by-module needs a block and a --shape")
+    rows, failures = [], 0
+    for spec, shape, run_overrides in jobs:
+        try:
+            rows += module_rows(spec, shape, options, run_overrides, depth)
+        except BlockFailure as failure:
+            failures += 1
+            say(f"attnzoo: {spec.name} at {','.join(map(str, shape))}: error: {failure.stage} failed: "
+                f"{failure.error}")
+    if rows:
+        if fmt == "table":
+            shown = [{**r, "macs": _si(r["macs"]), "bytes_eager": _si(r["bytes_eager"], "B")} for r in rows]
+            render(shown, fmt, columns=MODULE_COLUMNS, title=f"attnzoo profile --by-module (depth {depth})",
+                   caption="rows add up to the block: (own ops) are the operators outside the listed submodules",
+                   output=output)
+        else:
+            render(rows, fmt, columns=MODULE_COLUMNS, output=output)
+    return 1 if failures else 0
 
 
 class _ProgressLine:

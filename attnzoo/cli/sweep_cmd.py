@@ -12,8 +12,9 @@ from typing import Any, List, Optional
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import (DeviceOption, DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption,
-                                ThreadsOption, check_format, parse_overrides, registry_dirs, say)
+from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
+                                DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption, ThreadsOption,
+                                check_format, mode_settings, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
     "Sweep input sizes and fit how cost grows: MACs, latency and peak memory against N = H*W "
@@ -26,6 +27,12 @@ HELP = "\n\n".join([
     "they are measured with; after an interruption, rerun the same command with --resume (refused if the "
     "settings differ; --retry-failed measures failed points again). A point whose estimated peak memory exceeds --max-memory is skipped with that "
     "reason; the estimate extrapolates the block's previous points on log-log.",
+    "--baseline NAME (one of the swept blocks) adds, for every other block and for MACs, forward time and "
+    "forward peak memory, the crossover: the N from which the block costs less than the baseline, "
+    "interpolated on log-log between grid points; 'always' or 'never' when it is cheaper at every or at no "
+    "grid point ('equal' for the same cost at every point); 'below N' when it is cheaper only below N (it "
+    "crosses back); 'cheaper on A-B, C-D' for several crossings. They are shown in a table, added to the "
+    "rows (columns crossover_macs, ...) and marked on --plot, whose curves are then coloured by family.",
 ])
 
 
@@ -81,6 +88,10 @@ def sweep_command(
     min_time: Optional[float] = typer.Option(None, "--min-time", metavar="SECONDS",
                                              help="Time each point for at least this long (default: 0.2)."),
     threads: Optional[int] = ThreadsOption,
+    compile_: bool = CompileOption,
+    compile_mode: Optional[str] = CompileModeOption,
+    amp: bool = AmpOption,
+    channels_last: bool = ChannelsLastOption,
     max_memory: Optional[str] = typer.Option(
         None, "--max-memory", metavar="SIZE",
         help="Skip points whose estimated peak exceeds this (e.g. 8GiB; 'none': no limit) "
@@ -89,6 +100,8 @@ def sweep_command(
     retry_failed: bool = typer.Option(False, "--retry-failed",
                                       help="With --resume: measure again the points whose rows failed or were skipped."),
     plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="Write log-log curves (.png or .svg)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="NAME",
+                                           help="Report where each block becomes cheaper than this one."),
     fmt: str = FormatOption,
     output: Optional[str] = OutputOption,
     registry: Optional[List[str]] = RegistryOption,
@@ -100,13 +113,20 @@ def sweep_command(
     from attnzoo.errors import ConfigError
     from attnzoo.profiling.runner import COLUMNS, ProfileOptions
     from attnzoo.registry import get_spec, resolve_names
+    from attnzoo.output import PLOT_SUFFIXES, check_output, output_format
     from attnzoo.sweep import RowFile, grid_shapes, parse_values, point_key
 
     fmt = check_format(fmt)
+    # Paths that cannot be written end here, before any measurement.
+    if output is not None and output_format(output, fmt) == "table":
+        raise ConfigError(f"--output {output}: a sweep writes its rows as .csv or .json")
+    if plot is not None:
+        check_output(plot, "--plot", PLOT_SUFFIXES)
     dirs = registry_dirs(registry)
     cli_overrides = parse_overrides(overrides)
     given = {k: v for k, v in (("device", device), ("dtype", dtype), ("mode", mode), ("min_time", min_time),
                                ("threads", threads)) if v is not None}
+    given.update(mode_settings(compile_, compile_mode, amp, channels_last))
     settings: dict[str, Any] = {"mode": "infer", "min_time": 0.2}
 
     # The plan: (block name, shape, overrides) for every point, checked before anything runs.
@@ -147,6 +167,9 @@ def sweep_command(
     options = ProfileOptions(raise_errors=debug_enabled(), **settings).checked()
     specs = {name: get_spec(name, dirs) for name, _, _ in plan}
     limit = parse_memory(max_memory) if max_memory is not None else default_max_memory(options.device)
+    if baseline is not None and baseline not in specs:
+        get_spec(baseline, dirs)  # an unknown name gets the registry's "did you mean"
+        raise ConfigError(f"--baseline {baseline} is not one of the swept blocks ({', '.join(specs)})")
 
     if retry_failed and not resume:
         raise ConfigError("--retry-failed goes with --resume (it measures again the failed points of --output)")
@@ -156,7 +179,7 @@ def sweep_command(
     row_file = None
     done: dict[tuple[str, str], dict[str, Any]] = {}
     if output:
-        row_file = RowFile(output, RowFile.format_for(output, fmt), COLUMNS)
+        row_file = RowFile(output, output_format(output, fmt), COLUMNS)
         if resume:
             loaded = row_file.load()
             record = row_file.check_settings(record)
@@ -173,7 +196,41 @@ def sweep_command(
         raise ConfigError("--resume needs --output FILE (the file to complete)")
 
     rows = _measure(plan, specs, options, over, limit, done, row_file, output)
-    return _report(rows, specs, over, fmt, output, plot)
+    results = _crossovers(rows, baseline, over, row_file) if baseline is not None else None
+    return _report(rows, specs, over, fmt, output, plot, results)
+
+
+def _crossovers(rows, baseline, over, row_file) -> list[dict[str, Any]]:
+    """The crossovers against ``baseline``, also written into the rows (and the --output file)."""
+    from attnzoo.profiling.runner import COLUMNS
+    from attnzoo.sweep import add_crossover_columns, crossover_columns, crossovers
+
+    results = crossovers(rows, baseline, over)
+    add_crossover_columns(rows, results, baseline, over)
+    if row_file is not None:
+        row_file.columns = [*COLUMNS, *crossover_columns()]
+        row_file.start(keep_existing=True)  # rewrite the file with the new columns
+    return results
+
+
+def _crossover_table(results, specs) -> tuple[list[dict[str, Any]], list[str], str]:
+    """One row per block (and base shape): its family and one crossover cell per metric."""
+    from attnzoo.sweep import CROSSOVER_METRICS, crossover_label
+
+    table: dict[tuple[str, str], dict[str, Any]] = {}
+    for result in results:
+        row = table.setdefault((result["block"], result["base"]), {
+            "block": result["block"], "family": specs[result["block"]].family, "base": result["base"],
+            f"{result['variable']}_compared": result["compared"]})
+        row[result["metric"]] = crossover_label(result)
+        if result["compared"] and len(result["compared"]) > len(row[f"{result['variable']}_compared"]):
+            row[f"{result['variable']}_compared"] = result["compared"]
+    variable = results[0]["variable"] if results else "N"
+    several = len({base for _, base in table}) > 1
+    columns = ["block", "family", *(["base"] if several else []), *CROSSOVER_METRICS, f"{variable}_compared"]
+    title = (f"crossover {variable} against {results[0]['baseline'] if results else 'the baseline'}: "
+             f"cheaper from this {variable} on")
+    return list(table.values()), columns, title
 
 
 def _estimate_mib(previous: list[dict[str, Any]], shape: tuple[int, ...], over: str) -> float | None:
@@ -195,8 +252,9 @@ def _measure(plan, specs, options, over, limit, done, row_file, output) -> list[
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from attnzoo.build import format_shape
-    from attnzoo.profiling.runner import blank_row, profile_one
+    from attnzoo.profiling.runner import blank_row, calibrate, profile_one
 
+    calibration = calibrate(options)  # once, before the points: its failure is not a point's
     rows: list[dict[str, Any]] = []
     console = Console(stderr=True)
     try:
@@ -213,11 +271,11 @@ def _measure(plan, specs, options, over, limit, done, row_file, output) -> list[
                 previous = [r for r in rows if r["block"] == name]
                 estimate = _estimate_mib(previous, shape, over)
                 if limit is not None and estimate is not None and estimate > limit:
-                    row = blank_row(name, key[1], options)
+                    row = blank_row(name, key[1], options, overrides)
                     row["status"] = (f"skipped: estimated peak {estimate:,.0f} MiB exceeds --max-memory "
                                      f"{limit:,.0f} MiB")
                 else:
-                    row = profile_one(specs[name], shape, options, overrides)
+                    row = profile_one(specs[name], shape, options, overrides, calibration)
                 rows.append(row)
                 if row_file is not None:
                     row_file.append(row)
@@ -232,11 +290,11 @@ def _measure(plan, specs, options, over, limit, done, row_file, output) -> list[
     return rows
 
 
-def _report(rows, specs, over, fmt, output, plot) -> int:
+def _report(rows, specs, over, fmt, output, plot, results=None) -> int:
     from attnzoo.cli.profile_cmd import _caption, _table_rows
     from attnzoo.output import render, to_table
     from attnzoo.profiling.runner import COLUMNS
-    from attnzoo.sweep import METRICS, fit_rows
+    from attnzoo.sweep import METRICS, crossover_columns, fit_rows
     from attnzoo.sweep import plot as plot_rows
 
     stated = {name: (spec.complexity, spec.macs_exponent) for name, spec in specs.items()}
@@ -244,23 +302,32 @@ def _report(rows, specs, over, fmt, output, plot) -> int:
     fit_columns = ["block", "metric", "exponent", "r2", "points", f"{fits[0]['variable']}_range" if fits else "N_range",
                    "card_macs_exponent", "complexity"]
     title = f"cost ~ {fits[0]['variable'] if fits else 'N'}^k (log-log fit)"
+    cross = _crossover_table(results, specs) if results is not None else None
+    row_columns = [*COLUMNS, *(crossover_columns() if results is not None else [])]
     if fmt == "table":
         ok = [r for r in rows if r["status"] == "ok"]
         if ok:
             shown, columns = _table_rows(rows)
             render(shown, "table", columns=columns, title="attnzoo sweep", caption=_caption(ok))
         render(fits, "table", columns=fit_columns, title=title)
+        if cross:
+            render(cross[0], "table", columns=cross[1], title=cross[2])
     elif not output:
-        render(rows, fmt, columns=COLUMNS)
+        render(rows, fmt, columns=row_columns)
         from rich.console import Console
 
         Console(stderr=True).print(to_table(fits, fit_columns, title=title))
+        if cross:
+            Console(stderr=True).print(to_table(cross[0], cross[1], title=cross[2]))
     else:
         render(fits, "table", columns=fit_columns, title=title)
+        if cross:
+            render(cross[0], "table", columns=cross[1], title=cross[2])
     if output:
         say(f"{len(rows)} rows in {output}")
     if plot:
-        plot_rows(rows, over, plot)
+        plot_rows(rows, over, plot, **({"families": {name: spec.family for name, spec in specs.items()},
+                                         "crossover_results": results} if results is not None else {}))
         say(f"plot written to {plot}")
     # Points skipped under --max-memory are the outcome asked for; an error or out-of-memory is a failure.
     return 0 if all(r["status"] == "ok" or r["status"].startswith("skipped") for r in rows) else 1

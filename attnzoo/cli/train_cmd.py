@@ -76,7 +76,10 @@ def train_command(
     from attnzoo.train import ARTICLE, TrainConfig, load_task, resolve_dataset, setup_processes, teardown_processes
     from attnzoo.train import train as run_training
 
-    check_format(fmt)
+    from attnzoo.output import check_dir, output_format, write_atomic
+
+    fmt = output_format(output, check_format(fmt))  # paths checked before any data is loaded
+    check_dir(out if out is not None else DEFAULT_OUT, "--out")
     if compare and block:
         raise ConfigError("give a block or --compare, not both")
     blocks = [b.strip() for b in (compare or block or "").split(",") if b.strip()]
@@ -84,6 +87,10 @@ def train_command(
         raise ConfigError("give a block to train (e.g. 'attnzoo train cbam') or --compare cnn,mha,conv-mha,cbam")
     if len(set(blocks)) != len(blocks):
         raise ConfigError("--compare lists a block twice")
+    # Settings checked now, not after minutes of loading data.
+    TrainConfig(block=blocks[0], out=Path("."), epochs=epochs, batch_size=batch_size, lr=lr).check()
+    if train_size < 1 or test_size < 1:
+        raise ConfigError("--train-size and --test-size must be at least 1")
     overrides = parse_sets(list(sets or []), blocks)
     registry_list = tuple(registry_dirs(registry))
     from attnzoo.train.models import build_model
@@ -120,7 +127,7 @@ def train_command(
             if compare:
                 from attnzoo.output import to_csv
 
-                (base / "compare.csv").write_text(to_csv(rows, columns), encoding="utf-8")
+                write_atomic(base / "compare.csv", to_csv(rows, columns))
             caption = ("article (50 epochs on STL10): min test loss cnn 0.054, mha 0.042, conv-mha 0.014, cbam 0.028"
                        if compare else None)
             render(rows, fmt, columns=columns, title=f"white-patch task: {data.source}", caption=caption,

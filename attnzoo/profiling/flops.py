@@ -250,6 +250,8 @@ class MacCount:
     #: The counter that counted, and why: "fvcore", or "FlopCounterMode: fvcore failed: <reason>" when
     #: fvcore could not be imported or its JIT trace failed (the only failures that fall back).
     counter: str = "fvcore"
+    #: MACs inside each submodule, by qualified name ("" is the whole module); fvcore's count only.
+    by_module: dict[str, int] = field(default_factory=dict)
 
     @property
     def flops(self) -> int:
@@ -329,6 +331,7 @@ def count_macs(module: nn.Module, inputs: Sequence[torch.Tensor] | torch.Tensor)
             try:
                 total = int(analysis.total())
                 missing = analysis.unsupported_ops()
+                by_module = {name: int(macs) for name, macs in analysis.by_module().items()}
             except _FormulaError as exc:
                 raise exc.__cause__ from None
             except RuntimeError as exc:  # torch.jit.trace failed (closures, non-tensor outputs, ...): fall
@@ -339,7 +342,7 @@ def count_macs(module: nn.Module, inputs: Sequence[torch.Tensor] | torch.Tensor)
     uncounted.update(missing)
     return MacCount(macs=total, by_operator=dict(sorted(by_operator.items())),
                     uncounted=[f"{op} x{n}" if n > 1 else op for op, n in sorted(uncounted.items())],
-                    not_macs=sorted(op.split("::")[-1] for op in not_macs))
+                    not_macs=sorted(op.split("::")[-1] for op in not_macs), by_module=by_module)
 
 
 def _reason(exc: BaseException) -> str:

@@ -15,19 +15,16 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from attnzoo.errors import ConfigError, ShapeError
+from attnzoo.errors import ConfigError, ProfilerError, ShapeError
+from attnzoo.profiling.measurements import COLUMNS as _COLUMNS
+from attnzoo.profiling.measurements import MEASUREMENTS, Calibration
 
-#: Every row has these keys, in this order. Units are in the names; counts (params, macs, flops, runs)
-#: are plain integers. One multiply-add is 1 MAC and 2 FLOPs. ``efficiency`` is the forward's achieved
-#: FLOP/s (flops / fwd_ms) over ``device_gflops``, the device's measured matmul GFLOP/s for the dtype
-#: (see attnzoo.profiling.efficiency); both are None when the forward is not timed.
-COLUMNS = ("block", "shape", "status", "params", "trainable_params", "macs", "flops", "uncounted_ops", "counter",
-           "fwd_ms", "fwd_iqr_ms", "fwd_runs", "train_ms", "train_iqr_ms", "train_runs",
-           "fwd_peak_mib", "train_peak_mib", "efficiency", "device_gflops", "device", "dtype", "threads",
-           "torch")
+#: Every row has these keys, in this order (see attnzoo.profiling.measurements for units and meaning).
+COLUMNS = _COLUMNS
 
 MODES = ("infer", "train", "both")
 DTYPES = ("float32", "float16", "bfloat16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 OK = "ok"
 
 
@@ -42,6 +39,10 @@ class ProfileOptions:
     warmup: int = 3  # calls before timing
     seed: int = 0  # for the example inputs
     threads: int | None = None  # CPU threads (torch.set_num_threads) while measuring; None: torch's default
+    compile: bool = False  # torch.compile the block
+    compile_mode: str | None = None  # torch.compile's mode (default, reduce-overhead, max-autotune, ...)
+    amp: bool = False  # autocast: bfloat16 on CPU, float16 on CUDA (the weights stay in dtype)
+    channels_last: bool = False  # block and 4-D inputs in channels-last memory format
     raise_errors: bool = False  # re-raise a row's error instead of recording it (for debugging)
 
     def checked(self) -> "ProfileOptions":
@@ -58,6 +59,13 @@ class ProfileOptions:
             raise ConfigError(f"warmup must be 0 or more, got {self.warmup}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        if self.compile_mode not in (None, *COMPILE_MODES):
+            raise ConfigError(f"compile mode '{self.compile_mode}' is not one of {', '.join(COMPILE_MODES)}")
+        if self.compile_mode is not None and not self.compile:
+            raise ConfigError("--compile-mode needs --compile")
+        if self.amp and self.dtype != "float32":
+            raise ConfigError(f"--amp autocasts float32 weights to a half type; it cannot autocast --dtype {self.dtype} "
+                              "(use --dtype float32 with --amp, or --dtype alone)")
         device = self.device.strip().lower()
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -72,6 +80,8 @@ class ProfileOptions:
                 raise ConfigError("device 'cuda' asked for, but CUDA is not available (use --device cpu or auto)")
             if parsed.index is not None and parsed.index >= torch.cuda.device_count():
                 raise ConfigError(f"device '{device}' does not exist ({torch.cuda.device_count()} CUDA devices)")
+        if self.compile and parsed.type == "cpu" and not _cxx_compiler():
+            raise ConfigError("--compile on the CPU needs a C++ compiler (g++ or clang++, or $CXX) and none was found")
         return dataclasses.replace(self, device=device)
 
     @property
@@ -79,6 +89,14 @@ class ProfileOptions:
         import torch
 
         return getattr(torch, self.dtype)
+
+
+def _cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend would use, if there is one."""
+    import shutil
+
+    candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    return next((found for found in map(shutil.which, candidates) if found), None)
 
 
 def _one_line(text: Any, limit: int = 300) -> str:
@@ -95,13 +113,6 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in message or "can't allocate memory" in message)
 
 
-def _tensor_leaves(value: Any) -> list:
-    import torch
-    from torch.utils._pytree import tree_leaves
-
-    return [v for v in tree_leaves(value) if isinstance(v, torch.Tensor)]
-
-
 def _free(device: str) -> None:
     import torch
 
@@ -110,97 +121,136 @@ def _free(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def blank_row(name: str, shape: str, options: ProfileOptions) -> dict[str, Any]:
-    """A row with the block, shape and machine filled in and every measurement empty (status ok)."""
+def _device_name(device: str) -> str:
+    import platform
+
     import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _format_overrides(overrides: Mapping[str, Any] | None) -> str:
+    return ";".join(f"{key}={value}" for key, value in sorted((overrides or {}).items()))
+
+
+def blank_row(name: str, shape: str, options: ProfileOptions,
+              overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A row with the block, shape and where it is measured filled in and every measurement empty (ok)."""
+    import datetime
+
+    import torch
+
+    from attnzoo import __version__
+    from attnzoo.profiling.prepare import autocast_dtype
 
     row: dict[str, Any] = {column: None for column in COLUMNS}
-    row.update(block=name, shape=shape, status=OK, uncounted_ops="", device=options.device,
-               dtype=options.dtype, threads=torch.get_num_threads(), torch=torch.__version__)
-    if options.device.startswith("cuda"):
-        row["device"] = f"{options.device} ({torch.cuda.get_device_name(torch.device(options.device))})"
+    row.update(block=name, shape=shape, status=OK, uncounted_ops="", mode=options.mode,
+               overrides=_format_overrides(overrides),
+               compile=(options.compile_mode or "default") if options.compile else "",
+               amp=str(autocast_dtype(options.device)).removeprefix("torch.") if options.amp else "",
+               channels_last=options.channels_last, device=options.device, device_name=_device_name(options.device),
+               dtype=options.dtype, threads=torch.get_num_threads(), torch=torch.__version__,
+               cuda_version=torch.version.cuda or "", attnzoo_version=__version__,
+               timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     return row
 
 
-def profile_one(spec, shape: Sequence[int], options: ProfileOptions,
-                overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Measure one block at one shape. ``options`` must have gone through :meth:`ProfileOptions.checked`."""
-    import torch
+def calibrate(options: ProfileOptions) -> Calibration | None:
+    """The device's ceilings for the roofline, measured once per process and (device, dtype, threads):
+    the best matmul rate of the dtype the arithmetic runs in, and the bandwidth curve. None when no
+    forward is measured. Run before the rows, so its failure is the profiler's, not a row's.
 
-    from attnzoo.build import create, format_shape
-    from attnzoo.profiling.flops import count_macs
-    from attnzoo.profiling.memory import MIB, peak_bytes
-    from attnzoo.profiling.timing import time_callable
+    On the CPU each ceiling is the faster of one thread and the row's threads: on a machine whose cores are
+    busy, a multi-threaded copy can wait milliseconds for a descheduled thread, and a ceiling measured only
+    then would sit below what the blocks achieve.
+    """
+    from attnzoo.profiling.bandwidth import bandwidth_curve
+    from attnzoo.profiling.efficiency import matmul_peak
+    from attnzoo.profiling.prepare import autocast_dtype
 
-    default_threads = torch.get_num_threads()
-    if options.threads is not None:
-        torch.set_num_threads(options.threads)
-    row = blank_row(spec.name, format_shape(shape), options)
-    stage = "build"  # which measurement is running, to say where a row failed
-    module = inputs = None
+    if options.mode == "train":
+        return None
+    dtypes = [options.torch_dtype] + ([autocast_dtype(options.device)] if options.amp else [])
+    thread_counts = [options.threads] + ([1] if options.device == "cpu" else [])
+    peaks, curves = [], []
     try:
-        module, inputs = create(spec, shape, dict(overrides or {}), device=options.device,
-                                dtype=options.torch_dtype, seed=options.seed)
-        row["params"] = sum(p.numel() for p in module.parameters())
-        row["trainable_params"] = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        for threads in thread_counts:
+            with _threads(threads):
+                # autocast runs the contractions in the half type: the faster ceiling binds
+                peaks += [matmul_peak(options.device, dtype) for dtype in dtypes]
+                curves.append(bandwidth_curve(options.device))
+    except Exception as exc:  # noqa: BLE001
+        raise ProfilerError(f"measuring the device's ceilings failed: {type(exc).__name__}: {_one_line(exc)}") from exc
+    curve = curves[0]
+    for other in curves[1:]:
+        curve = curve.faster(other)
+    return Calibration(matmul=max(peaks, key=lambda p: p.flops_per_s), bandwidth=curve)
 
-        stage = "forward"
-        module.eval()
-        with torch.inference_mode():
-            module(*inputs)  # fails here, with the block's own message, when it cannot take the shape
 
-        stage = "counting MACs"
-        count = count_macs(module, inputs)
-        row["macs"], row["flops"] = count.macs, count.flops
-        row["uncounted_ops"], row["counter"] = "; ".join(count.uncounted), count.counter
+class _threads:
+    """Set torch's CPU threads for a while (None leaves them)."""
 
-        if options.mode in ("infer", "both"):
-            stage = "forward timing"
-            module.eval()
-            with torch.inference_mode():
-                timing = time_callable(lambda: module(*inputs), options.device, options.min_time, options.warmup)
-                row.update(fwd_ms=_ms(timing.median_ms), fwd_iqr_ms=_ms(timing.iqr_ms),
-                           fwd_runs=timing.runs)
-                stage = "forward memory"
-                row["fwd_peak_mib"] = round(peak_bytes(lambda: module(*inputs), options.device) / MIB, 4)
-            stage = "device matmul FLOP/s"
-            row.update(_efficiency(row, options))
+    def __init__(self, threads: int | None):
+        self.threads = threads
 
-        if options.mode in ("train", "both"):
-            stage = "training step"
-            module.train()
-            step, clear = _training_step(module, inputs)
-            timing = time_callable(step, options.device, options.min_time, options.warmup)
-            row.update(train_ms=_ms(timing.median_ms), train_iqr_ms=_ms(timing.iqr_ms),
-                       train_runs=timing.runs)
-            stage = "training-step memory"
-            clear()  # gradients left by the last step would otherwise count in the baseline
-            row["train_peak_mib"] = round(peak_bytes(step, options.device) / MIB, 4)
-            clear()
-    except Exception as exc:  # noqa: BLE001  (a row records its failure and the run goes on)
-        if options.raise_errors:
-            raise
-        row["status"] = _status(exc, stage)
-    finally:
-        del module, inputs
-        _free(options.device)
-        torch.set_num_threads(default_threads)
+    def __enter__(self):
+        import torch
+
+        self.saved = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.saved)
+
+
+def profile_one(spec, shape: Sequence[int], options: ProfileOptions, overrides: Mapping[str, Any] | None = None,
+                calibration: Calibration | None = None) -> dict[str, Any]:
+    """Measure one block at one shape. ``options`` must have gone through :meth:`ProfileOptions.checked`;
+    ``calibration`` defaults to :func:`calibrate` (cached).
+
+    A failure of the block (build, forward, training step, compilation, out of memory) is the row's
+    ``status``; any other failure inside a measurement is a bug of attnzoo's and raises ProfilerError.
+    """
+    from attnzoo.build import format_shape
+    from attnzoo.profiling.prepare import BlockFailure, prepare
+
+    if calibration is None and options.mode != "train":
+        calibration = calibrate(options)
+    with _threads(options.threads):
+        row = blank_row(spec.name, format_shape(shape), options, overrides)
+        prepared = None
+        try:
+            prepared = prepare(spec, shape, options, overrides)
+            for measurement in MEASUREMENTS:
+                if not measurement.wanted(options.mode):
+                    continue
+                try:
+                    row.update(measurement.run(prepared, calibration, row))
+                except Exception as exc:  # noqa: BLE001
+                    if _is_oom(exc):
+                        raise BlockFailure(measurement.name, exc) from exc
+                    raise ProfilerError(f"{measurement.name} failed for {spec.name} at {row['shape']}: "
+                                        f"{type(exc).__name__}: {_one_line(exc)}") from exc
+        except BlockFailure as failure:
+            if options.raise_errors:
+                raise failure.error
+            row["status"] = _status(failure.error, failure.stage)
+        finally:
+            del prepared
+            _free(options.device)
     return row
-
-
-def _efficiency(row: Mapping[str, Any], options: ProfileOptions) -> dict[str, Any]:
-    """The efficiency columns of a row whose forward was timed (the matmul peak is cached per process)."""
-    from attnzoo.profiling.efficiency import efficiency, matmul_peak
-
-    if row["fwd_ms"] is None:
-        return {}
-    peak = matmul_peak(options.device, options.torch_dtype)
-    value = efficiency(row["flops"], row["fwd_ms"] / 1e3, peak)
-    return {"efficiency": None if value is None else round(value, 4), "device_gflops": round(peak.gflops, 1)}
-
-
-def _ms(value: float) -> float | None:
-    return None if math.isnan(value) else round(value, 4)
 
 
 def _status(exc: BaseException, stage: str) -> str:
@@ -210,31 +260,6 @@ def _status(exc: BaseException, stage: str) -> str:
         return f"error: {_one_line(exc)}"
     detail = _one_line(exc) or type(exc).__name__
     return f"error: {stage} failed: {type(exc).__name__}: {detail}"
-
-
-def _training_step(module, inputs) -> tuple[Callable[[], None], Callable[[], None]]:
-    """A forward and a backward as inside a network: gradients for the weights and for the inputs.
-
-    Returns ``(step, clear)``; ``clear`` drops the gradients (``step`` does it first too).
-    """
-    train_inputs = tuple(x.detach().requires_grad_(x.is_floating_point()) for x in inputs)
-    leaves = [p for p in module.parameters() if p.requires_grad] + [x for x in train_inputs if x.requires_grad]
-
-    def clear() -> None:
-        for tensor in leaves:
-            tensor.grad = None
-
-    def step() -> None:
-        clear()
-        outputs = [t for t in _tensor_leaves(module(*train_inputs)) if t.requires_grad]
-        if not outputs:
-            raise RuntimeError("no output of the block depends on a trainable tensor")
-        loss = outputs[0].sum()
-        for t in outputs[1:]:
-            loss = loss + t.sum()
-        loss.backward()
-
-    return step, clear
 
 
 def profile_rows(names: Iterable[str], shapes: Iterable[str | Sequence[int]], options: ProfileOptions | None = None,
@@ -258,13 +283,14 @@ def profile_rows(names: Iterable[str], shapes: Iterable[str | Sequence[int]], op
         raise ShapeError("no shape given: pass --shape B,C,H,W (or B,N,C for token blocks)")
     checked = (options or ProfileOptions()).checked()
     overrides = dict(overrides or {})
+    calibration = calibrate(checked)
 
     def rows() -> Iterator[dict[str, Any]]:
         for spec in specs:
             for shape in dims:
                 if on_start is not None:
                     on_start(spec.name, format_shape(shape))
-                yield profile_one(spec, shape, checked, overrides)
+                yield profile_one(spec, shape, checked, overrides, calibration)
 
     return RowIterator(rows(), total=len(specs) * len(dims))
 
@@ -294,5 +320,5 @@ def to_frame(rows: Iterable[Mapping[str, Any]]):
     return pd.DataFrame([dict(row) for row in rows], columns=list(COLUMNS))
 
 
-__all__ = ["COLUMNS", "DTYPES", "MODES", "ProfileOptions", "RowIterator", "blank_row", "failed", "profile_one",
-           "profile_rows", "to_frame"]
+__all__ = ["COLUMNS", "COMPILE_MODES", "DTYPES", "MODES", "ProfileOptions", "ProfilerError", "RowIterator", "blank_row",
+           "calibrate", "failed", "profile_one", "profile_rows", "to_frame"]

@@ -219,7 +219,9 @@ def evaluate(model: PatchNet, data, batch_size: int, info: Dist) -> tuple[float,
 
 
 def write_metrics(history: list[dict], path: Path) -> None:
-    path.write_text(to_csv(history, METRIC_COLUMNS), encoding="utf-8")
+    from attnzoo.output import write_atomic
+
+    write_atomic(path, to_csv(history, METRIC_COLUMNS))
 
 
 def summarise(cfg: TrainConfig, model: PatchNet, history: list[dict]) -> dict[str, Any]:

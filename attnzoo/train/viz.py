@@ -7,6 +7,8 @@ from typing import Sequence
 
 import torch
 
+from attnzoo.output import save_figure
+
 MAP_COLUMNS = 3  # the article shows the image and three maps per row
 
 
@@ -40,7 +42,7 @@ def plot_curves(history: Sequence[dict], out_dir: Path, title: str = "") -> list
         ax.legend()
         fig.tight_layout()
         path = out_dir / ("loss.png" if metric == "loss" else "accuracy.png")
-        fig.savefig(path, dpi=100)
+        save_figure(fig, path, dpi=100)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -99,6 +101,6 @@ def plot_attention(images: torch.Tensor, features: torch.Tensor, weights: torch.
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / n) if title else None)  # room for the title
-    fig.savefig(path, dpi=70)
+    save_figure(fig, path, dpi=70)
     plt.close(fig)
     return path

@@ -1,0 +1,137 @@
+"""``attnzoo compare BASE NEW``: did a block get slower? Ratios NEW / BASE with noise-aware verdicts.
+
+Never imports torch: it reads the files ``profile`` and ``sweep`` wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+import typer
+
+from attnzoo.cli.app import app
+from attnzoo.cli.common import FormatOption, OutputOption, check_format, say
+
+HELP = "\n\n".join([
+    "Compare two result files of profile or sweep: ratios NEW / BASE and noise-aware verdicts.",
+    "Example: attnzoo compare eager.csv compiled.csv --fail-above 1.10",
+    "Rows pair up on block, shape and --set overrides, plus any setting (dtype, device, threads, compile, "
+    "...) that varies inside a file; settings that differ between the two files are what is compared and "
+    "are named under the table. Rows without a partner are listed as 'only in base' / 'only in new'.",
+    "Verdict on a time (fwd_ms, train_ms): slower or faster only when the difference exceeds both the "
+    "larger interquartile range of the two measurements and --threshold; otherwise same (noise). MACs "
+    "and parameters are exact: any difference counts (more, less). Peak memory uses --threshold.",
+    "Exit status: 0; 1 with --fail-above R when a matched time is slower (beyond its spread) by a ratio "
+    "above R; 2 for a usage error or an unreadable file.",
+])
+
+
+def _number(value: float) -> str:
+    if float(value).is_integer() and abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def _cell(row: dict[str, Any]) -> str:
+    base, new, ratio, verdict = row.get("base"), row.get("new"), row.get("ratio"), row["verdict"]
+    if base is None or new is None:
+        return row.get("note") or ""
+    colour = {"slower": "red", "more": "yellow", "faster": "green", "less": "cyan"}.get(verdict)
+    shown = f"{ratio:.3g}x {verdict}" if ratio is not None else verdict
+    if colour:
+        shown = f"[{colour}]{shown}[/{colour}]"
+    def value(v: float, iqr: Any) -> str:
+        return _number(v) + (f" ± {iqr:.2g}" if iqr is not None else "")
+
+    return f"{value(base, row.get('base_iqr'))} -> {value(new, row.get('new_iqr'))}  {shown}"
+
+
+def _table(result, base_name: str, new_name: str, key: list[str]) -> None:
+    """One line per pair with a column per metric, then the unmatched and failed rows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    import sys
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    pairs: dict[tuple, dict[str, Any]] = {}
+    others = []
+    for row in result.rows:
+        k = tuple(row.get(c) for c in key)
+        if row["metric"]:
+            pairs.setdefault(k, {c: row.get(c) for c in key})[row["metric"]] = _cell(row)
+        else:
+            others.append(row)
+    table = Table(title=f"attnzoo compare: {new_name} against {base_name}", header_style="bold",
+                  caption="BASE -> NEW (time: median ± IQR) · ratio NEW / BASE · a change inside the IQR is 'same'")
+    for column in key:
+        table.add_column(column)
+    for metric in result.metrics:
+        table.add_column(metric, justify="right")
+    for values in pairs.values():
+        table.add_row(*[str(values.get(c) or "") for c in key], *[values.get(m, "") for m in result.metrics])
+    console.print(table)
+    if others:
+        rest = Table(title="not compared", header_style="bold")
+        for column in [*key, "verdict", "note"]:
+            rest.add_column(column)
+        for row in others:
+            rest.add_row(*[str(row.get(c) or "") for c in key], row["verdict"], str(row.get("note") or ""))
+        console.print(rest)
+
+
+@app.command("compare", help=HELP)
+def compare_command(
+    base: str = typer.Argument(..., help="The reference result file (.csv or .json)."),
+    new: str = typer.Argument(..., help="The result file to judge against BASE."),
+    metric: Optional[List[str]] = typer.Option(
+        None, "--metric", "-m", metavar="NAME",
+        help="Metrics to compare, repeatable or comma-separated (default: fwd_ms, train_ms, fwd_peak_mib, "
+             "train_peak_mib, macs, params, those in both files)."),
+    fail_above: Optional[float] = typer.Option(
+        None, "--fail-above", metavar="RATIO",
+        help="Exit 1 when a matched time is slower than BASE by more than this ratio (e.g. 1.10), beyond its spread."),
+    threshold: float = typer.Option(0.05, "--threshold", metavar="FRACTION",
+                                    help="Smallest relative change called a change."),
+    match: Optional[List[str]] = typer.Option(
+        None, "--match", metavar="COLUMN", help="Also pair rows on this column (repeatable), e.g. dtype."),
+    fmt: str = FormatOption,
+    output: Optional[str] = OutputOption,
+) -> int:
+    from attnzoo.compare import compare
+    from attnzoo.errors import ConfigError
+    from attnzoo.output import output_format, render
+    from attnzoo.results import load_results
+
+    fmt = check_format(fmt)
+    file_fmt = output_format(output, fmt)
+    if fail_above is not None and not fail_above > 0:
+        raise ConfigError(f"--fail-above must be a positive ratio such as 1.10, got {fail_above}")
+    base_rows, new_rows = load_results(base, "BASE"), load_results(new, "NEW")
+    result = compare(base_rows, new_rows, metric, threshold=threshold, match=list(match or []))
+    # Key columns that are empty everywhere (overrides in files without any) are left out.
+    key = [c for c in result.key if c in ("block", "shape") or any(r.get(c) not in (None, "") for r in result.rows)]
+    columns = [*key, *[c for c in result.columns if c not in result.key]]
+    if fmt == "table":
+        _table(result, base, new, key)
+    if output is not None and file_fmt != "table":
+        render(result.rows, file_fmt, columns=columns, output=output)
+    elif output is not None:
+        render(result.rows, "table", columns=columns, title="attnzoo compare", output=output)
+    elif fmt != "table":
+        render(result.rows, fmt, columns=columns)
+    for column, (was, now) in result.differs.items():
+        say(f"{column}: {was or '(none)'} -> {now or '(none)'}")
+    counts: dict[str, int] = {}
+    for row in result.rows:
+        counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
+    say(f"{result.matched} rows matched; " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+    if output:
+        say(f"wrote {len(result.rows)} rows to {output}")
+    if fail_above is not None:
+        worse = result.regressions(fail_above)
+        for row in worse:
+            say(f"attnzoo: {row['block']} at {row['shape']}: {row['metric']} {row['ratio']:.3g}x slower "
+                f"(above --fail-above {fail_above:g})")
+        return 1 if worse else 0
+    return 0

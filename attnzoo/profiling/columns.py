@@ -1,0 +1,59 @@
+"""The columns of a row: name, unit and how each is shown. One list read by the runner, the table, CSV and
+JSON, the sweep's fits and the plots, so a new measurement is added in one place.
+
+This module imports nothing heavy: ``compare`` and ``report`` read it without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a row.
+
+    ``style`` says how the table shows it: ``si`` (a count with an SI prefix), ``ms`` (median ± the
+    ``*_iqr_ms`` column beside it), ``num`` (a number), ``text``; ``label`` is the table header (empty: not in
+    the table, only in CSV / JSON). ``metric`` marks a cost that grows with the input: sweeps fit and plot it.
+    ``lower_is_better`` orients comparisons (None: not a cost, e.g. a ratio or a text).
+    """
+
+    name: str
+    unit: str = ""
+    label: str = ""
+    style: str = "num"
+    metric: bool = False
+    lower_is_better: bool | None = True
+    describe: str = ""
+
+    @property
+    def axis_label(self) -> str:
+        """A plot axis label: the description's head with the unit."""
+        head = self.describe.split(":")[0] if self.describe else self.name
+        return f"{head} ({self.unit})" if self.unit and self.unit not in head else head
+
+
+# Identity: which block, which shape, and whether it ran.
+IDENTITY = (
+    Column("block", style="text", label="block", lower_is_better=None),
+    Column("shape", style="text", label="shape", lower_is_better=None),
+    Column("status", style="text", label="status", lower_is_better=None),
+)
+
+# Where and how the row was measured: enough to match two files and tell them apart.
+ENVIRONMENT = (
+    Column("mode", style="text", lower_is_better=None, describe="infer, train or both"),
+    Column("overrides", style="text", lower_is_better=None, describe="constructor overrides (--set), k=v;k=v"),
+    Column("compile", style="text", lower_is_better=None, describe="torch.compile mode, empty when eager"),
+    Column("amp", style="text", lower_is_better=None, describe="autocast dtype, empty when off"),
+    Column("channels_last", style="text", lower_is_better=None, describe="channels-last memory format"),
+    Column("device", style="text", lower_is_better=None),
+    Column("device_name", style="text", lower_is_better=None, describe="CPU model or GPU name"),
+    Column("dtype", style="text", lower_is_better=None),
+    Column("threads", lower_is_better=None),
+    Column("torch", style="text", lower_is_better=None),
+    Column("cuda_version", style="text", lower_is_better=None),
+    Column("attnzoo_version", style="text", lower_is_better=None),
+    Column("timestamp", style="text", lower_is_better=None, describe="when the row finished (UTC, ISO 8601)"),
+)

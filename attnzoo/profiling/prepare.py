@@ -1,0 +1,153 @@
+"""The one place where a block is prepared for a measurement mode: eager or compiled, autocast, channels-last.
+
+:func:`prepare` builds the block at a shape and returns a :class:`Prepared`: the block as built (``eager``,
+which the counters inspect), the module that is timed (``module``: the compiled one under ``--compile``),
+the example inputs in the right memory format, and the two calls every timing and memory measurement uses:
+:meth:`Prepared.forward` and :meth:`Prepared.train_step`. A measurement never applies a mode itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.nn as nn
+from torch.utils._pytree import tree_leaves
+
+
+def autocast_dtype(device: str) -> torch.dtype:
+    """What ``--amp`` computes in: bfloat16 on the CPU (its fast half type), float16 on CUDA."""
+    return torch.float16 if device.startswith("cuda") else torch.bfloat16
+
+
+class BlockFailure(Exception):
+    """The block itself failed (build, first forward, first training step, compilation): the row's status."""
+
+    def __init__(self, stage: str, error: BaseException):
+        super().__init__(f"{stage}: {error}")
+        self.stage = stage
+        self.error = error
+
+
+@dataclass
+class Prepared:
+    eager: nn.Module
+    module: nn.Module
+    inputs: tuple[torch.Tensor, ...]
+    options: Any  # the checked ProfileOptions
+    batch: int
+    compile_s: float | None = None
+    _train: tuple[Callable[[], None], Callable[[], None]] | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> str:
+        return self.options.device
+
+    def autocast(self):
+        if not self.options.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=autocast_dtype(self.device))
+
+    def forward(self) -> Any:
+        """One forward of the measured module (call it under ``torch.inference_mode()`` for inference)."""
+        with self.autocast():
+            return self.module(*self.inputs)
+
+    def train_step(self) -> None:
+        """A forward and a backward as inside a network: gradients for the weights and for the inputs."""
+        self._training()[0]()
+
+    def clear_grads(self) -> None:
+        self._training()[1]()
+
+    def _training(self):
+        if self._train is None:
+            self._train = _training_step(self.module, self.inputs, self.autocast)
+        return self._train
+
+
+def _training_step(module: nn.Module, inputs: Sequence[torch.Tensor], autocast) -> tuple[Callable, Callable]:
+    train_inputs = tuple(x.detach().requires_grad_(x.is_floating_point()) for x in inputs)
+    leaves = [p for p in module.parameters() if p.requires_grad] + [x for x in train_inputs if x.requires_grad]
+
+    def clear() -> None:
+        for tensor in leaves:
+            tensor.grad = None
+
+    def step() -> None:
+        clear()
+        with autocast():
+            outputs = [t for t in tree_leaves(module(*train_inputs)) if isinstance(t, torch.Tensor) and t.requires_grad]
+        if not outputs:
+            raise RuntimeError("no output of the block depends on a trainable tensor")
+        loss = outputs[0].float().sum()
+        for t in outputs[1:]:
+            loss = loss + t.float().sum()
+        loss.backward()
+
+    return step, clear
+
+
+def _timed(fn: Callable[[], Any], device: str) -> float:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | None = None) -> Prepared:
+    """Build ``spec`` at ``shape`` for ``options`` (checked ProfileOptions) and run it once in every mode
+    the row will measure, so that a failure of the block surfaces here as :class:`BlockFailure` (and
+    compilation happens here, timed, outside the measurements)."""
+    from attnzoo.build import create
+
+    try:
+        eager, inputs = create(spec, shape, dict(overrides or {}), device=options.device,
+                               dtype=options.torch_dtype, seed=options.seed)
+    except Exception as exc:  # noqa: BLE001  (ShapeError / ConfigError are the block's; anything else too)
+        raise BlockFailure("build", exc) from exc
+    if options.channels_last:
+        eager = eager.to(memory_format=torch.channels_last)
+        inputs = tuple(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs)
+    eager.eval()
+    prepared = Prepared(eager=eager, module=eager, inputs=inputs, options=options, batch=int(shape[0]))
+    try:
+        with torch.inference_mode():
+            prepared.forward()  # fails here, with the block's own message, when it cannot take the shape
+    except Exception as exc:  # noqa: BLE001
+        raise BlockFailure("forward", exc) from exc
+
+    if options.compile:
+        mode = None if options.compile_mode in (None, "", "default") else options.compile_mode
+        prepared.module = torch.compile(eager, mode=mode)
+        spent = 0.0
+        try:
+            with torch.inference_mode():
+                spent += _timed(prepared.forward, options.device)
+            if options.mode in ("train", "both"):
+                prepared.module.train()
+                spent += _timed(prepared.train_step, options.device)
+                prepared.clear_grads()
+                prepared.module.eval()
+        except Exception as exc:  # noqa: BLE001
+            raise BlockFailure("compile", exc) from exc
+        prepared.compile_s = round(spent, 3)
+    elif options.mode in ("train", "both"):
+        try:
+            prepared.module.train()
+            prepared.train_step()
+            prepared.clear_grads()
+        except Exception as exc:  # noqa: BLE001
+            raise BlockFailure("training step", exc) from exc
+        finally:
+            prepared.module.eval()
+    return prepared
+
+
+__all__ = ["BlockFailure", "Prepared", "autocast_dtype", "prepare"]
