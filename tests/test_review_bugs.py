@@ -209,8 +209,14 @@ def test_fallback_when_fvcore_cannot_be_imported(monkeypatch):
 
 
 def test_other_errors_during_counting_are_not_hidden_by_the_fallback(monkeypatch):
-    class Analysis:  # fvcore itself broken in a way that is not a failed trace
+    class Analysis:  # fvcore broken in a way that is not a failed trace: an error inside total()
         def __init__(self, *args):
+            pass
+
+        def __getattr__(self, name):  # the configuration calls chain and return the analysis
+            return lambda *args, **kwargs: self
+
+        def total(self):
             raise AttributeError("'FlopCountAnalysis' has no attribute 'planted'")
 
     monkeypatch.setattr(flops, "_fvcore_analysis", lambda: (Analysis, frozenset()))
