@@ -166,6 +166,24 @@ def output_shape(spec: BlockSpec, shape: Shape) -> Shape:
     return _shape_from_expression(spec, spec.output_shape, shape) if spec.output_shape else input_shapes(spec, shape)[0]
 
 
+def check_keywords(spec: BlockSpec, constructor: Any, kwargs: dict[str, Any]) -> None:
+    """Raise ConfigError when the card's arguments (or ``--set``) do not fit the constructor's signature.
+
+    Checked against the signature rather than by catching TypeError from the call, so that a TypeError
+    raised inside a constructor (a bug in the block) is not reported as a configuration error.
+    """
+    import inspect
+
+    try:
+        signature = inspect.signature(constructor)
+    except (TypeError, ValueError):  # no signature to read (some builtins): the call will tell
+        return
+    try:
+        signature.bind(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{spec.name}: {exc} (target '{spec.target}')") from None
+
+
 def build_module(spec: BlockSpec, shape: Shape, overrides: dict[str, Any] | None = None):
     """Construct the block for ``shape`` (wrapping BNC blocks for 4-D shapes). Raises ShapeError or ConfigError."""
     import torch.nn as nn
@@ -178,10 +196,9 @@ def build_module(spec: BlockSpec, shape: Shape, overrides: dict[str, Any] | None
         raise ShapeError(f"{spec.name} works on feature maps: give B,C,H,W, got {format_shape(shape)}")
     kwargs = resolve_args(spec, shape, overrides)
     constructor = import_target(spec.target)
+    check_keywords(spec, constructor, kwargs)
     try:
-        module = constructor(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{spec.name}: {exc}") from None
+        module = constructor(**kwargs)  # any other error inside the constructor is a bug: let it surface
     except (ValueError, AssertionError) as exc:
         raise ShapeError(f"{spec.name} cannot take shape {format_shape(shape)}: {exc}") from None
     if not isinstance(module, nn.Module):

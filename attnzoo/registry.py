@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from attnzoo.errors import CardError, UnknownBlockError
+from attnzoo.errors import CardError, ConfigError, UnknownBlockError
 
 FAMILIES = ("channel", "spatial", "channel+spatial", "self-attention", "local", "axial", "linear", "external", "fusion",
             "conv")
@@ -165,9 +165,9 @@ def list_blocks(pattern: str = "*", family: str | None = None, layout: str | Non
                 extra_dirs: Iterable[str | os.PathLike] = ()) -> list[BlockSpec]:
     """Cards whose name matches the shell-style ``pattern``, optionally filtered by family and layout."""
     if family is not None and family not in FAMILIES:
-        raise UnknownBlockError(f"unknown family '{family}'; expected one of {', '.join(FAMILIES)}")
+        raise ConfigError(f"unknown family '{family}'; expected one of {', '.join(FAMILIES)}")
     if layout is not None and layout.upper() not in LAYOUTS:
-        raise UnknownBlockError(f"unknown layout '{layout}'; expected one of {', '.join(LAYOUTS)}")
+        raise ConfigError(f"unknown layout '{layout}'; expected one of {', '.join(LAYOUTS)}")
     return [spec for name, spec in sorted(all_specs(extra_dirs).items())
             if fnmatch.fnmatchcase(name, pattern)
             and (family is None or spec.family == family)

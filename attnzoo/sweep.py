@@ -1,7 +1,10 @@
 """How cost grows with input size: grids of shapes, a log-log fit of cost ~ x^k, plots, resumable files.
 
-``sweep`` is ``profile`` over a grid of shapes plus a fit: the measurements come from
-:func:`attnzoo.profiling.runner.profile_rows`, row by row, so a sweep measures exactly what ``profile`` does.
+``sweep`` is ``profile`` over a grid of shapes plus a fit: each point is measured by
+:func:`attnzoo.profiling.runner.profile_one`, the function behind ``profile``, so a sweep measures exactly what
+``profile`` does. There is no Python ``sweep`` function: the command (attnzoo.cli.sweep_cmd) plans the grid
+and calls these helpers; from Python, ``attnzoo.profile(names, grid_shapes(...))`` and :func:`fit_rows` do
+the same.
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ AXES = ("hw", "channels", "batch")
 AXIS_VARIABLE = {"hw": "N", "channels": "C", "batch": "B"}
 #: Costs that grow with the input, fitted and plotted: the metric columns of attnzoo.profiling.measurements.
 METRICS = _METRICS
-#: Columns that identify a measured point, for --resume.
-POINT_KEYS = ("block", "shape")
 
 
 def parse_values(text: str) -> list[int]:
@@ -337,6 +338,51 @@ class RowFile:
             raise ConfigError(f"cannot resume from {self.path}: not a file of attnzoo rows")
         self.rows = rows
         return rows
+
+    @property
+    def settings_path(self) -> Path:
+        """Where the settings the rows were measured with are kept, beside the rows."""
+        return self.path.with_name(self.path.name + ".settings.json")
+
+    def save_settings(self, settings: dict[str, Any]) -> None:
+        tmp = self.settings_path.with_name(self.settings_path.name + ".tmp")
+        tmp.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, self.settings_path)
+
+    def saved_settings(self) -> dict[str, Any] | None:
+        """The settings saved beside the rows, or None when there is no record."""
+        if not self.settings_path.is_file():
+            return None
+        try:
+            return json.loads(self.settings_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot --resume {self.path}: cannot read {self.settings_path.name}: {exc}") from None
+
+    def check_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """Refuse (ConfigError) to resume rows measured with other settings than ``settings``; returns the
+        settings to save (the constructor overrides of the points already in the file kept with them).
+
+        ``settings["overrides"]`` maps "block shape" to the constructor overrides of that point; only the
+        points already measured are compared, so a resume may extend the grid."""
+        now = json.loads(json.dumps(settings, sort_keys=True))  # the same JSON types as the saved copy
+        if not self.rows:
+            return now
+        saved = self.saved_settings()
+        if saved is None:
+            raise ConfigError(f"cannot --resume {self.path}: {self.settings_path.name}, the record of the settings "
+                              "its rows were measured with, is missing; remove the file or use another --output")
+        measured = {" ".join(point_key(row)) for row in self.rows}
+        before = {k: v for k, v in saved.get("overrides", {}).items() if k in measured}
+        after = {k: v for k, v in now.get("overrides", {}).items() if k in measured}
+        differences = [(key, saved.get(key), now.get(key)) for key in sorted((set(saved) | set(now)) - {"overrides"})
+                       if saved.get(key) != now.get(key)]
+        differences += [(f"overrides of {k}", before.get(k, {}), after.get(k, {})) for k in sorted(measured)
+                        if before.get(k, {}) != after.get(k, {})]
+        if differences:
+            key, old, new = differences[0]
+            raise ConfigError(f"cannot --resume {self.path}: its rows were measured with {key}={old!r}, "
+                              f"this run has {key}={new!r}; --resume needs the same settings (or use another --output)")
+        return {**now, "overrides": {**saved.get("overrides", {}), **now.get("overrides", {})}}
 
     def start(self, keep_existing: bool) -> None:
         if not keep_existing:

@@ -11,6 +11,21 @@ from attnzoo.errors import ShapeError
 from attnzoo.profiling.flops import count_macs
 
 SPECS = [spec for spec in attnzoo.list_blocks() if spec.macs_exponent is not None]
+#: How far the measured slope may sit from the card's exponent: 0.01 for a card whose MACs are a + b N^k
+#: (the slope of the differences is then exactly k), more only where a second N-dependent term is still
+#: comparable at 64 x 64 with few channels, each named (slopes measured: axial 1.38, criss-cross 1.46,
+#: gsa 1.92, lsa 1.11, routing 1.43, sparse 1.45, swin 1.11, triplet 0.90).
+TOLERANCE = 0.01
+LOOSE = {
+    "axial-attention": 0.15,  # N (H + W) C attention beside N C^2 projections
+    "criss-cross": 0.06,  # N (H + W - 1) C attention beside N C^2 / 8 query and key convs
+    "gsa": 0.1,  # N (N / sr^2) C attention beside N C^2 projections
+    "routing-attention": 0.1,  # N^1.5 C within sqrt(N) clusters beside N C^2 projections
+    "sparse-attention": 0.08,  # N^1.5 C strided attention beside N C^2 projections
+    "lsa": 0.15,  # windows of 7: the map is padded to 21, 35, 70, not in proportion to 16, 32, 64
+    "swin-window-attention": 0.15,  # the same padding to multiples of the window
+    "triplet-attention": 0.12,  # k^2 C (H + W) convs on the C-H and C-W planes beside k^2 H W on H-W
+}
 
 
 def _channels(spec) -> int:
@@ -44,5 +59,5 @@ def test_macs_grow_as_the_card_states(spec):
         slope = 0.0  # MACs that do not depend on N at all
     else:
         slope = math.log((high - mid) / (mid - low)) / math.log((large / small) ** 2)
-    assert slope == pytest.approx(spec.macs_exponent, abs=0.15), (
+    assert slope == pytest.approx(spec.macs_exponent, abs=LOOSE.get(spec.name, TOLERANCE)), (
         f"{spec.name}: MACs grow as N^{slope:.2f}, card says N^{spec.macs_exponent}")

@@ -369,16 +369,73 @@ def test_rga_defaults():
 
 # --- attention gate -----------------------------------------------------------------------------------------
 
-def test_attention_gate_map_and_output():
+
+def bilinear_matrix(size_in: int, size_out: int, align_corners: bool) -> torch.Tensor:
+    """(size_out, size_in) weights of 1-D linear interpolation, as F.interpolate defines it: with
+    align_corners=False the source of output i is (i + 0.5) * in / out - 0.5, clamped at 0; with True it is
+    i * (in - 1) / (out - 1). Each output mixes source floor(s) and the next one by the fraction of s."""
+    m = torch.zeros(size_out, size_in, dtype=torch.float64)
+    for i in range(size_out):
+        if align_corners:
+            src = i * (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
+        else:
+            src = max((i + 0.5) * size_in / size_out - 0.5, 0.0)
+        i0 = min(int(src), size_in - 1)
+        i1 = min(i0 + 1, size_in - 1)
+        frac = src - i0
+        m[i, i0] += 1 - frac
+        m[i, i1] += frac
+    return m.float()
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
+    """Bilinear resizing of (B, C, h, w) to ``size``, separable: rows then columns."""
+    rows = bilinear_matrix(x.shape[2], size[0], align_corners)
+    cols = bilinear_matrix(x.shape[3], size[1], align_corners)
+    return torch.einsum("ih,bchw,jw->bcij", rows, x, cols)
+
+
+def test_bilinear_matrix_is_torchs_interpolation():
+    """The hand-written resizing the parity tests below rely on, against torch on random maps."""
+    x = torch.randn(2, 3, 5, 7)
+    for size in ((9, 12), (3, 4), (5, 7), (11, 2)):
+        for corners in (False, True):
+            torch.testing.assert_close(resize(x, size, corners),
+                                       F.interpolate(x, size=size, mode="bilinear", align_corners=corners))
+
+
+def attention_gate_by_hand(gate: AttentionGate, x: torch.Tensor, g: torch.Tensor):
+    """Oktay et al.'s additive gate written out: theta a 2x2 stride-2 conv of x (as 2x2 patches, no bias),
+    phi a 1x1 conv of g resized bilinearly to theta's grid, alpha = sigmoid(psi(ReLU(theta + phi))) resized
+    bilinearly to x's size, then W (1x1 conv and eval-mode BN) of alpha * x."""
+    b, c, h, w = x.shape
+    hs, ws = h // 2, w // 2  # a stride-2 2x2 conv drops an odd last row / column
+    patches = x[:, :, : 2 * hs, : 2 * ws].reshape(b, c, hs, 2, ws, 2)
+    theta = torch.einsum("bciujv,kcuv->bkij", patches, gate.theta.weight)
+    phi = resize(conv1x1(g, gate.phi), (hs, ws), align_corners=False)
+    small = torch.sigmoid(conv1x1(torch.relu(theta + phi), gate.psi))  # (B, 1, h/2, w/2)
+    alpha = resize(small, (h, w), align_corners=False)
+    return bn(conv1x1(alpha * x, gate.W[0]), gate.W[1]), alpha
+
+
+@pytest.mark.parametrize("x_size, g_size", [((9, 12), (3, 5)), ((8, 6), (4, 3)), ((7, 7), (2, 2))])
+def test_attention_gate_matches_the_gate_written_out(x_size, g_size):
     c = 16
     gate = randomise(AttentionGate(c, 2 * c)).eval()
     assert gate.inter_channels == c // 2 and gate.theta.stride == (2, 2) and gate.theta.bias is None
-    x, g = torch.randn(2, c, 9, 12), torch.randn(2, 2 * c, 4, 6)
-    out, alpha = gate(x, g, return_attention=True)
-    assert out.shape == x.shape and alpha.shape == (2, 1, 9, 12)
-    assert (alpha > 0).all() and (alpha < 1).all()
-    torch.testing.assert_close(out, bn(conv1x1(alpha * x, gate.W[0]), gate.W[1]), atol=ATOL, rtol=1e-4)
+    x, g = torch.randn(2, c, *x_size), torch.randn(2, 2 * c, *g_size)
+    with torch.no_grad():
+        out, alpha = gate(x, g, return_attention=True)
+        want_out, want_alpha = attention_gate_by_hand(gate, x, g)
+    assert out.shape == x.shape and alpha.shape == (2, 1, *x_size)
+    torch.testing.assert_close(alpha, want_alpha, atol=ATOL, rtol=1e-4)
+    torch.testing.assert_close(out, want_out, atol=ATOL, rtol=1e-4)
     torch.testing.assert_close(gate(x, g), out)
+
+
+def test_attention_gate_parameters_and_refusal():
+    c = 16
+    gate = AttentionGate(c, 2 * c)
     ci = c // 2
     assert n_params(gate) == c * ci * 4 + (2 * c * ci + ci) + (ci + 1) + (c * c + c + 2 * c)
     with pytest.raises(ValueError, match="smaller than the sub-sample"):
@@ -393,19 +450,56 @@ def test_attention_gate_card_takes_two_inputs():
 
 # --- residual attention ----------------------------------------------------------------------------------
 
-def test_residual_attention_adapts_to_the_input_size():
-    c = 16
-    block = ResidualAttentionModule(c).eval()
-    for h, w in ((7, 9), (12, 5), (16, 16)):
-        out, mask = block(torch.randn(1, c, h, w), return_attention=True)
-        assert out.shape == mask.shape == (1, c, h, w)
-        assert (mask > 0).all() and (mask < 1).all()
+
+def preact_unit_by_hand(unit, x: torch.Tensor) -> torch.Tensor:
+    """Pre-activation bottleneck: x + conv1x1(relu(bn(conv3x3(relu(bn(conv1x1(relu(bn(x))))))))) (eval BN)."""
+    bn1, _, conv1, bn2, _, conv2, bn3, _, conv3 = unit.body
+    z = F.conv2d(torch.relu(bn(x, bn1)), conv1.weight)
+    z = F.conv2d(torch.relu(bn(z, bn2)), conv2.weight, padding=1)
+    z = F.conv2d(torch.relu(bn(z, bn3)), conv3.weight)
+    return x + z
 
 
-def test_residual_attention_is_one_plus_mask_times_trunk():
-    block = ResidualAttentionModule(8, p=0).eval()  # p = 0: no pre/post units, so the output is (1 + M) T
-    x = torch.randn(2, 8, 10, 6)
-    torch.testing.assert_close(block(x), (1 + block.mask(x)) * block.trunk(x))
+def units_by_hand(units, x: torch.Tensor) -> torch.Tensor:
+    for unit in units:
+        x = preact_unit_by_hand(unit, x)
+    return x
+
+
+def residual_attention_by_hand(block: ResidualAttentionModule, x: torch.Tensor):
+    """Wang et al.'s attention module written out, depth 3: pre units; trunk; the soft-mask hourglass:
+    (3x3 max-pool stride 2 pad 1, a unit, a skip unit) twice, 3x3 max-pool, 2 units at the bottom; then up:
+    bilinear (align_corners=True) to the level above's size, plus that level's skip, a unit; twice; bilinear to
+    the input size; (BN, ReLU, 1x1) twice, sigmoid; output post((1 + M) * T)."""
+    pool = lambda t: F.max_pool2d(t, 3, stride=2, padding=1)  # noqa: E731
+    x = units_by_hand(block.pre, x)
+    trunk = units_by_hand(block.trunk, x)
+    level1 = units_by_hand(block.down[0], pool(x))  # 1/2
+    skip1 = preact_unit_by_hand(block.skips[0], level1)
+    level2 = units_by_hand(block.down[1], pool(level1))  # 1/4
+    skip2 = preact_unit_by_hand(block.skips[1], level2)
+    bottom = units_by_hand(block.bottom, pool(level2))  # 1/8
+    up2 = units_by_hand(block.up[1], resize(bottom, skip2.shape[2:], True) + skip2)
+    up1 = units_by_hand(block.up[0], resize(up2, skip1.shape[2:], True) + skip1)
+    m = resize(up1, x.shape[2:], True)
+    bn1, _, conv1, bn2, _, conv2 = block.mask_head
+    m = F.conv2d(torch.relu(bn(m, bn1)), conv1.weight)
+    mask = torch.sigmoid(F.conv2d(torch.relu(bn(m, bn2)), conv2.weight))
+    return units_by_hand(block.post, (1 + mask) * trunk), mask
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 13, 10), (1, 8, 16, 16), (1, 4, 5, 9)])
+def test_residual_attention_matches_the_hourglass_written_out(shape):
+    block = randomise(ResidualAttentionModule(shape[1])).eval()
+    assert len(block.down) == len(block.skips) == len(block.up) == 2 and len(block.bottom) == 2
+    x = torch.randn(shape)
+    with torch.no_grad():
+        out, mask = block(x, return_attention=True)
+        want_out, want_mask = residual_attention_by_hand(block, x)
+    assert out.shape == mask.shape == shape
+    assert (mask > 0).all() and (mask < 1).all()
+    torch.testing.assert_close(mask, want_mask, atol=ATOL, rtol=1e-4)
+    torch.testing.assert_close(out, want_out, atol=1e-4, rtol=1e-4)
 
 
 def test_residual_attention_defaults_and_refusals():

@@ -224,10 +224,17 @@ def test_mh_external_attention_is_the_eamlp_formula():
 
 # --- the token adapter -----------------------------------------------------------------------------------
 
+def _tokens_by_hand(x: torch.Tensor) -> torch.Tensor:
+    """Token (h, w) is pixel (h, w)'s channel vector, in row-major order of the pixels."""
+    b, c, h, w = x.shape
+    return torch.stack([x[:, :, i, j] for i in range(h) for j in range(w)], dim=1)  # (B, H*W, C)
+
+
 def test_tokens_are_one_per_pixel_not_a_bare_reshape():
     x = torch.randn(2, 3, 4, 5)
     tokens = to_tokens(x)
     assert tokens.shape == (2, 20, 3)
+    assert torch.equal(tokens, _tokens_by_hand(x))
     assert torch.equal(tokens[1, 2 * 5 + 3], x[1, :, 2, 3])  # token (h=2, w=3) is that pixel's channels
     assert not torch.equal(x.reshape(2, -1, 3), tokens)  # the article's reshape mixes channels and positions
 
@@ -235,5 +242,8 @@ def test_tokens_are_one_per_pixel_not_a_bare_reshape():
 def test_feature_map_blocks_equal_token_blocks():
     module, (x,) = attnzoo.create("vit-attention", (2, 32, 4, 6))
     with torch.no_grad():
-        direct = module.block(to_tokens(x))
-        assert torch.allclose(module(x), direct.transpose(1, 2).reshape(2, 32, 4, 6))
+        direct = module.block(_tokens_by_hand(x))  # (B, N, C)
+        back = torch.zeros(2, 32, 4, 6)
+        for n in range(24):  # token n goes back to pixel (n // W, n % W)
+            back[:, :, n // 6, n % 6] = direct[:, n]
+        torch.testing.assert_close(module(x), back)

@@ -23,7 +23,7 @@ NAMES = [spec.name for spec in SPECS]
 #: Small shapes tried in turn until the card takes one (some need more channels or a larger map).
 CANDIDATE_SHAPES = [(2, 32, 8, 8), (2, 64, 16, 16), (2, 64, 32, 32)]
 FAST = ProfileOptions(device="cpu", mode="infer", min_time=0.01, warmup=1, threads=1)
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+cuda = pytest.mark.cuda  # skipped without a CUDA device (tests/conftest.py); `pytest -m cuda` runs them
 
 
 def _build_small(spec):
@@ -113,6 +113,29 @@ def test_deform_conv2d_is_counted():
     count = count_macs(module, (x, offset))
     assert count.macs == 2 * 8 * 6 * 6 * 4 * 9 == flop_counter_macs(module, (x, offset))
     assert count.by_operator == {"deform_conv2d": count.macs}
+
+
+def test_deform_conv2d_macs_with_stride_groups_and_odd_sizes():
+    """The counter's deform_conv2d formula is attnzoo's own (FlopCounterMode has none), so the cross-check
+    above cannot catch an error in it: here it is against the count written out."""
+    torchvision = pytest.importorskip("torchvision")
+    conv = torchvision.ops.DeformConv2d(6, 8, (3, 2), stride=2, padding=1, groups=2)
+
+    class Deform(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = conv
+
+        def forward(self, x, offset):
+            return self.conv(x, offset)
+
+    b, h, w = 2, 7, 9
+    h_out, w_out = (h + 2 - 3) // 2 + 1, (w + 2 - 2) // 2 + 1  # 4 x 5
+    x, offset = torch.randn(b, 6, h, w), torch.randn(b, 2 * 3 * 2, h_out, w_out)
+    # each output value of each of the 8 channels: (6 / 2 groups) input channels x 3 x 2 kernel taps
+    expected = b * 8 * h_out * w_out * 3 * 3 * 2
+    assert count_macs(Deform(), (x, offset)).macs == expected == 5760
+    assert flop_counter_macs(Deform(), (x, offset)) == expected
 
 
 def test_a_failed_trace_falls_back_to_flop_counter_mode_and_says_so():

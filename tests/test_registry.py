@@ -53,8 +53,9 @@ def test_wildcards_and_filters():
     assert {s.name for s in attnzoo.list_blocks("*external*")} >= {"external-attention", "mh-external-attention"}
     assert all(s.family == "channel" for s in attnzoo.list_blocks(family="channel"))
     assert all(s.layout == "BNC" for s in attnzoo.list_blocks(layout="bnc"))
-    with pytest.raises(UnknownBlockError):
+    with pytest.raises(ConfigError, match="unknown family 'nope'") as info:
         attnzoo.list_blocks(family="nope")
+    assert not isinstance(info.value, UnknownBlockError)  # a bad filter, not a block name
 
 
 def test_user_folder_adds_a_card_targeting_torch(tmp_path):

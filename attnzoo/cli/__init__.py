@@ -12,7 +12,7 @@ from attnzoo.cli.app import app
 from attnzoo.cli import info_cmd, list_cmd  # noqa: F401  (each module registers its command on app)
 from attnzoo.cli import profile_cmd, sweep_cmd, train_cmd  # noqa: F401
 from attnzoo.cli import compare_cmd, report_cmd  # noqa: F401
-from attnzoo.cli.common import debug_enabled
+from attnzoo.cli.common import debug_enabled, set_debug
 from attnzoo.errors import AttnzooError, ProfilerError
 
 #: Exit status of a bug in attnzoo itself (sysexits' EX_SOFTWARE), distinct from a failed row (1) or a usage
@@ -40,7 +40,16 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     Set ATTNZOO_DEBUG=1 (or pass --debug) to see the traceback instead.
     """
-    args = [a for a in (sys.argv[1:] if argv is None else list(argv)) if a != "--debug"]
+    given = sys.argv[1:] if argv is None else list(argv)
+    args = [a for a in given if a != "--debug"]
+    previous = set_debug(len(args) < len(given))
+    try:
+        return _run(args)
+    finally:
+        set_debug(previous)
+
+
+def _run(args: list[str]) -> int:
     try:
         result = app(args=args, prog_name="attnzoo", standalone_mode=False)
     except _click_exceptions() as exc:

@@ -46,8 +46,20 @@ def parse_overrides(values: Optional[List[str]]) -> dict:
     return dict(parse_override(v) for v in values or [])
 
 
+#: Set by :func:`attnzoo.cli.run` while a command given ``--debug`` runs (its argv, not ``sys.argv``).
+_debug_flag = False
+
+
+def set_debug(enabled: bool) -> bool:
+    """Turn the ``--debug`` flag on or off; returns the previous value."""
+    global _debug_flag
+    previous, _debug_flag = _debug_flag, bool(enabled)
+    return previous
+
+
 def debug_enabled() -> bool:
-    return os.environ.get("ATTNZOO_DEBUG", "") not in ("", "0") or "--debug" in sys.argv
+    """Whether to show tracebacks: ``--debug`` given to the running command, or ATTNZOO_DEBUG set."""
+    return _debug_flag or os.environ.get("ATTNZOO_DEBUG", "") not in ("", "0")
 
 
 # The measurement modes, shared by profile and sweep (and, without --compile-mode, by train).

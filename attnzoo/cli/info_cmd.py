@@ -11,8 +11,9 @@ from attnzoo.cli.app import app
 from attnzoo.cli.common import RegistryOption, registry_dirs
 
 
-def example_shape(layout: str) -> str:
-    return "2,64,32,32"
+#: The shape info's example uses for every card: token (BNC) cards take it too, as H*W = 1024 tokens of 64
+#: channels (a 4-D shape is flattened by the token adapter), so one shape serves every layout.
+EXAMPLE_SHAPE = "2,64,32,32"
 
 
 @app.command("info")
@@ -27,7 +28,7 @@ def info_command(
 
     spec = get_spec(name, registry_dirs(registry))
     defaults = constructor_defaults(spec.target)
-    example = f"attnzoo profile {spec.name} --shape {example_shape(spec.layout)}"
+    example = f"attnzoo profile {spec.name} --shape {EXAMPLE_SHAPE}"
     if as_json:
         print(json.dumps({**spec.to_dict(), "constructor_defaults": defaults, "example": example}, indent=2))
         return

@@ -23,8 +23,9 @@ HELP = "\n\n".join([
     "The base --shape fixes B and C; --hw (or --values with --over) gives the grid: a list 8,16,32 or a "
     "range start:stop:step. Measurements are those of 'attnzoo profile' (see its --help for what MACs, "
     "fwd_ms and fwd_peak_mib mean; 1 MAC = 2 FLOPs).",
-    "--output FILE (.csv or .json) receives each row as it finishes; after an interruption, rerun the same "
-    "command with --resume. A point whose estimated peak memory exceeds --max-memory is skipped with that "
+    "--output FILE (.csv or .json) receives each row as it finishes, and FILE.settings.json the settings "
+    "they are measured with; after an interruption, rerun the same command with --resume (refused if the "
+    "settings differ; --retry-failed measures failed points again). A point whose estimated peak memory exceeds --max-memory is skipped with that "
     "reason; the estimate extrapolates the block's previous points on log-log.",
     "--baseline NAME (one of the swept blocks) adds, for every other block and for MACs, forward time and "
     "forward peak memory, the crossover: the N from which the block costs less than the baseline, "
@@ -39,7 +40,7 @@ def parse_memory(text: str | None) -> float | None:
     """``"8GiB"``, ``"512MiB"``, ``"8G"`` or a number of MiB to MiB; None for no limit."""
     from attnzoo.errors import ConfigError
 
-    if text is None or text.lower() in ("", "none", "0"):
+    if text is None or text.strip().lower() == "none":
         return None
     units = {"tib": 1024 ** 2, "t": 1024 ** 2, "gib": 1024, "gb": 1024, "g": 1024, "mib": 1, "mb": 1, "m": 1}
     value = text.strip().lower()
@@ -54,7 +55,7 @@ def parse_memory(text: str | None) -> float | None:
     except ValueError:
         raise ConfigError(f"--max-memory '{text}' is not a size like 8GiB or 512MiB") from None
     if mib <= 0:
-        raise ConfigError(f"--max-memory must be positive, got '{text}'")
+        raise ConfigError(f"--max-memory must be positive (or 'none' for no limit), got '{text}'")
     return mib
 
 
@@ -76,7 +77,7 @@ def sweep_command(
                                         help="Base shape: B and C stay fixed (B,N,C for token blocks)."),
     hw: Optional[str] = typer.Option(None, "--hw", metavar="LIST|RANGE",
                                      help="Values of H = W: 8,16,32 or 8:64:8 (same as --over hw --values)."),
-    over: str = typer.Option("hw", "--over", help="Axis to vary: hw (H = W), channels or batch."),
+    over: Optional[str] = typer.Option(None, "--over", help="Axis to vary: hw (H = W), channels or batch (default: hw)."),
     values: Optional[str] = typer.Option(None, "--values", metavar="LIST|RANGE", help="Values along --over."),
     suite: Optional[str] = typer.Option(None, "--suite", metavar="NAME|FILE",
                                         help="A sweep suite from profiles/ (e.g. self-vs-external) or a file."),
@@ -93,8 +94,11 @@ def sweep_command(
     channels_last: bool = ChannelsLastOption,
     max_memory: Optional[str] = typer.Option(
         None, "--max-memory", metavar="SIZE",
-        help="Skip points whose estimated peak exceeds this (e.g. 8GiB) (default: 3/4 of the device's memory)."),
+        help="Skip points whose estimated peak exceeds this (e.g. 8GiB; 'none': no limit) "
+             "(default: 3/4 of the device's memory)."),
     resume: bool = typer.Option(False, "--resume", help="Keep the rows already in --output; measure the rest."),
+    retry_failed: bool = typer.Option(False, "--retry-failed",
+                                      help="With --resume: measure again the points whose rows failed or were skipped."),
     plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="Write log-log curves (.png or .svg)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", metavar="NAME",
                                            help="Report where each block becomes cheaper than this one."),
@@ -102,7 +106,9 @@ def sweep_command(
     output: Optional[str] = OutputOption,
     registry: Optional[List[str]] = RegistryOption,
 ) -> int:
-    from attnzoo.build import parse_shape
+    import dataclasses
+
+    from attnzoo.build import format_shape, parse_shape
     from attnzoo.cli.common import debug_enabled
     from attnzoo.errors import ConfigError
     from attnzoo.profiling.runner import COLUMNS, ProfileOptions
@@ -128,8 +134,8 @@ def sweep_command(
     if suite is not None:
         from attnzoo.profiling.suites import check_blocks, load_suite
 
-        if names or shape or hw or values:
-            raise ConfigError("--suite gives the blocks and the grid: give no names, --shape, --hw or --values")
+        if names or shape or hw or values or over:
+            raise ConfigError("--suite gives the blocks and the grid: give no names, --shape, --hw, --over or --values")
         loaded = load_suite(suite)
         if loaded.sweep_over is None:
             raise ConfigError(f"{loaded.path}: not a sweep suite (it has no [sweep] table); use 'attnzoo profile --suite'")
@@ -146,8 +152,11 @@ def sweep_command(
             raise ConfigError("give the base shape with --shape B,C,H,W")
         if hw is not None and values is not None:
             raise ConfigError("give the grid once: --hw or --values")
+        if hw is not None and over not in (None, "hw"):
+            raise ConfigError(f"--hw varies H = W, but --over is '{over}': give --over {over} --values instead")
+        over = over or "hw"
         if hw is not None:
-            over, grid_text = "hw", hw
+            grid_text = hw
         elif values is not None:
             grid_text = values
         else:
@@ -162,16 +171,27 @@ def sweep_command(
         get_spec(baseline, dirs)  # an unknown name gets the registry's "did you mean"
         raise ConfigError(f"--baseline {baseline} is not one of the swept blocks ({', '.join(specs)})")
 
+    if retry_failed and not resume:
+        raise ConfigError("--retry-failed goes with --resume (it measures again the failed points of --output)")
+    # What the rows are measured with: a resume with anything else would mix rows measured differently.
+    record = {**{k: v for k, v in dataclasses.asdict(options).items() if k != "raise_errors"}, "over": over,
+              "overrides": {f"{name} {format_shape(point)}": extra for name, point, extra in plan if extra}}
     row_file = None
     done: dict[tuple[str, str], dict[str, Any]] = {}
     if output:
         row_file = RowFile(output, output_format(output, fmt), COLUMNS)
         if resume:
-            done = {point_key(row): row for row in row_file.load()}
-            say(f"resuming: {len(done)} points already in {output}")
+            loaded = row_file.load()
+            record = row_file.check_settings(record)
+            kept = [row for row in loaded if not retry_failed or row.get("status") == "ok"]
+            row_file.rows = kept
+            done = {point_key(row): row for row in kept}
+            say(f"resuming: {len(done)} points already in {output}"
+                + (f", {len(loaded) - len(kept)} failed points to measure again" if retry_failed else ""))
         elif row_file.path.exists() and row_file.path.stat().st_size > 0:
             raise ConfigError(f"{output} exists: pass --resume to complete it, or remove it first")
         row_file.start(keep_existing=resume)
+        row_file.save_settings(record)
     elif resume:
         raise ConfigError("--resume needs --output FILE (the file to complete)")
 

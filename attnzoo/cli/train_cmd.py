@@ -93,10 +93,11 @@ def train_command(
         raise ConfigError("--train-size and --test-size must be at least 1")
     overrides = parse_sets(list(sets or []), blocks)
     registry_list = tuple(registry_dirs(registry))
-    from attnzoo.train.models import build_block
+    from attnzoo.train.models import build_model
 
-    for name in blocks:  # a bad name, override or shape fails here, before any data is loaded
-        build_block(name, overrides[name], registry_list)
+    # Each network is built once, at the batch size it trains with: a bad name, override or shape fails
+    # here, before any data is loaded.
+    models = {name: build_model(name, overrides[name], registry_list, seed, batch_size) for name in blocks}
 
     info = setup_processes(device)
     try:
@@ -116,7 +117,7 @@ def train_command(
             cfg = TrainConfig(block=name, out=base / name if compare else base, overrides=overrides[name],
                               epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, train_size=train_size,
                               test_size=test_size, dataset=kind, resume=resume, registry=registry_list)
-            summary = run_training(cfg, data, info, note_line)
+            summary = run_training(cfg, data, info, note_line, model=models.pop(name))
             summary.pop("history")
             summary["article_min_test_loss"] = ARTICLE.get(name, {}).get("min_test_loss")
             rows.append(summary)

@@ -78,6 +78,10 @@ class _ShapeUnknown(Exception):
     """The trace did not record a complete shape for an operand."""
 
 
+class _FormulaError(Exception):
+    """An error inside one of attnzoo's MAC formulas (a bug): re-raised as itself, never a fallback."""
+
+
 def _shape(value: Any) -> list[int]:
     if not value.isCompleteTensor():
         raise _ShapeUnknown
@@ -243,6 +247,9 @@ class MacCount:
     #: "fvcore" (JIT trace), or "flop_counter" when the trace failed (see ``note``).
     method: str = "fvcore"
     note: str = ""
+    #: The counter that counted, and why: "fvcore", or "FlopCounterMode: fvcore failed: <reason>" when
+    #: fvcore could not be imported or its JIT trace failed (the only failures that fall back).
+    counter: str = "fvcore"
     #: MACs inside each submodule, by qualified name ("" is the whole module); fvcore's count only.
     by_module: dict[str, int] = field(default_factory=dict)
 
@@ -283,7 +290,10 @@ def count_macs(module: nn.Module, inputs: Sequence[torch.Tensor] | torch.Tensor)
     if isinstance(inputs, torch.Tensor):
         inputs = (inputs,)
     inputs = tuple(inputs)
-    FlopCountAnalysis, fvcore_ignored = _fvcore_analysis()
+    try:
+        FlopCountAnalysis, fvcore_ignored = _fvcore_analysis()
+    except ImportError as exc:  # fvcore is not installed (or broken at import): the other counter counts
+        return _flop_counter_count(module, inputs, reason=_reason(exc))
     by_operator: Counter[str] = Counter()
     uncounted: Counter[str] = Counter()
     not_macs: set[str] = set()
@@ -292,9 +302,11 @@ def count_macs(module: nn.Module, inputs: Sequence[torch.Tensor] | torch.Tensor)
         def wrapped(node_inputs: list, node_outputs: list) -> int:
             try:
                 macs = int(handle(node_inputs, node_outputs))
-            except (_ShapeUnknown, ValueError, IndexError, TypeError, RuntimeError):
+            except _ShapeUnknown:  # the trace lost an operand's shape: named, not guessed
                 uncounted[f"{op} (shape unknown)"] += 1
                 return 0
+            except Exception as exc:  # a bug in the formula: it must not pass for a lost shape or a failed trace
+                raise _FormulaError(op) from exc
             by_operator[label] += macs
             return macs
         return wrapped
@@ -320,15 +332,22 @@ def count_macs(module: nn.Module, inputs: Sequence[torch.Tensor] | torch.Tensor)
                 total = int(analysis.total())
                 missing = analysis.unsupported_ops()
                 by_module = {name: int(macs) for name, macs in analysis.by_module().items()}
-            except Exception as exc:  # the JIT trace failed: fall back to the dispatch-level counter
-                reason = " ".join(str(exc).split()).split(". ")[0][:200] or type(exc).__name__
-                return _flop_counter_count(module, inputs, reason=reason)
+            except _FormulaError as exc:
+                raise exc.__cause__ from None
+            except RuntimeError as exc:  # torch.jit.trace failed (closures, non-tensor outputs, ...): fall
+                # back to the dispatch-level counter. A forward that fails fails again there, and surfaces.
+                return _flop_counter_count(module, inputs, reason=_reason(exc))
     finally:
         module.train(was_training)
     uncounted.update(missing)
     return MacCount(macs=total, by_operator=dict(sorted(by_operator.items())),
                     uncounted=[f"{op} x{n}" if n > 1 else op for op, n in sorted(uncounted.items())],
                     not_macs=sorted(op.split("::")[-1] for op in not_macs), by_module=by_module)
+
+
+def _reason(exc: BaseException) -> str:
+    """The first sentence of an exception's message, on one line."""
+    return " ".join(str(exc).split()).split(". ")[0][:200] or type(exc).__name__
 
 
 def _deform_conv2d_flops(input_shape, weight_shape, offset_shape, mask_shape, bias_shape, *args,
@@ -370,4 +389,4 @@ def _flop_counter_count(module: nn.Module, inputs: tuple, reason: str) -> MacCou
     note = (f"jit trace failed ({reason}); counted by torch FlopCounterMode, which does not name the "
             "operators it has no formula for")
     return MacCount(macs=macs, by_operator={"flop_counter": macs}, uncounted=["unknown (jit trace failed)"],
-                    method="flop_counter", note=note)
+                    method="flop_counter", note=note, counter=f"FlopCounterMode: fvcore failed: {reason}")

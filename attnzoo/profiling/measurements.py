@@ -50,7 +50,7 @@ def _macs(prepared, calibration, row) -> dict[str, Any]:
     with prepared.autocast():
         count = count_macs(prepared.eager, prepared.inputs)
     return {"macs": count.macs, "flops": count.flops, "uncounted_ops": "; ".join(count.uncounted),
-            "counter": count.method + (f": {count.note}" if count.note else "")}
+            "counter": count.counter}
 
 
 def _bytes(prepared, calibration, row) -> dict[str, Any]:

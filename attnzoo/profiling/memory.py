@@ -7,7 +7,8 @@
   (forward and, for a training step, backward). Each storage an operator creates is added to a running
   total; a weak-reference finaliser on the storage subtracts it when the storage is freed. The peak of the
   total is the peak of live tensor memory created by the call: outputs, activations saved for backward,
-  gradients and temporaries, counted once per storage (views and in-place results add nothing). It is
+  gradients and temporaries, counted once per storage (views and in-place results add nothing; a storage
+  that an operator grows in place, an ``out=`` tensor or ``resize_``, adds its growth). It is
   not the process's resident memory; scratch buffers that a single kernel allocates and frees inside
   itself (oneDNN workspaces, for instance) never become tensors and are not seen.
 """
@@ -51,37 +52,44 @@ class TensorAllocationTracker(TorchDispatchMode):
     def _release(self, key: int) -> None:
         self.current_bytes -= self._live.pop(key, 0)
 
-    def _track(self, tensor: torch.Tensor, preexisting: set[int]) -> None:
-        if tensor.device.type != self.device_type:
-            return
-        storage = _storage(tensor)
-        if storage is None:
-            return
-        key = storage._cdata
-        if key in self._live or key in preexisting:
-            return  # a view or an in-place result: no new memory
-        nbytes = storage.nbytes()
-        if nbytes == 0:
-            return
-        self._live[key] = nbytes
+    def _count(self, key: int, storage, nbytes: int) -> None:
+        """Add ``nbytes`` to what storage ``key`` holds in the total (a new storage, or one that grew)."""
+        if key not in self._live:
+            if nbytes <= 0:
+                return
+            self._live[key] = 0
+            # The Python storage object lives exactly as long as the storage (PyTorch preserves it), so the
+            # finaliser runs when the memory is released.
+            self._finalizers.append(weakref.finalize(storage, self._release, key))
+        nbytes = max(nbytes, -self._live[key])  # a storage that shrinks gives back at most what it counted
+        self._live[key] += nbytes
         self.current_bytes += nbytes
         self.peak_bytes = max(self.peak_bytes, self.current_bytes)
-        # The Python storage object lives exactly as long as the storage (PyTorch preserves it), so the
-        # finaliser runs when the memory is released.
-        self._finalizers.append(weakref.finalize(storage, self._release, key))
+
+    def _storages(self, value: Any) -> dict[int, tuple[Any, int]]:
+        """The storages on this device among the tensors in ``value``: address -> (storage, bytes now)."""
+        found = {}
+        for leaf in tree_leaves(value):
+            if isinstance(leaf, torch.Tensor) and leaf.device.type == self.device_type:
+                storage = _storage(leaf)
+                if storage is not None:
+                    found[storage._cdata] = (storage, storage.nbytes())
+        return found
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        before = self._storages((args, kwargs))
         out = func(*args, **kwargs)
-        preexisting = set()
-        for value in tree_leaves((args, kwargs)):
-            if isinstance(value, torch.Tensor):
-                storage = _storage(value)
-                if storage is not None:
-                    preexisting.add(storage._cdata)
-        for value in tree_leaves(out):
-            if isinstance(value, torch.Tensor):
-                self._track(value, preexisting)
+        # Storages given to the operator that grew in place (an ``out=`` tensor resized, ``resize_``): the
+        # growth is memory this call allocated.
+        for key, (storage, nbytes) in before.items():
+            grown = storage.nbytes() - nbytes
+            if grown:
+                self._count(key, storage, grown)
+        # New storages: an output that is not a view of an input (nor an in-place result) is new memory.
+        for key, (storage, nbytes) in self._storages(out).items():
+            if key not in before and key not in self._live:
+                self._count(key, storage, nbytes)
         return out
 
     def __exit__(self, *exc: Any):

@@ -161,10 +161,20 @@ def save_checkpoint(path: Path, model: PatchNet, optimizer: torch.optim.Optimize
                     history: list[dict], cfg: TrainConfig) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "history": history, "config": cfg.record(), "rng": torch.get_rng_state()}
+             "history": history, "config": cfg.record(), "rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Put back the random states a checkpoint saved: the CPU's and, where there is CUDA, each device's
+    (dropout and other random operators on the GPU draw from those)."""
+    torch.set_rng_state(state["rng"])
+    cuda_states = list(state.get("cuda_rng") or [])
+    if cuda_states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
 
 
 def load_checkpoint(path: Path, cfg: TrainConfig) -> dict[str, Any]:
@@ -240,9 +250,11 @@ def _progress(enabled: bool):
 
 
 def train(cfg: TrainConfig, data: TaskData, info: Dist | None = None,
-          say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+          say: Callable[[str], None] = lambda text: None, model: PatchNet | None = None) -> dict[str, Any]:
     """Train ``cfg.block`` on ``data``; write metrics, curves, attention maps and checkpoints (rank 0).
 
+    ``model``: the network already built by ``build_model(cfg.block, cfg.overrides, cfg.registry, cfg.seed,
+    cfg.batch_size)`` (the CLI builds it first, to refuse a bad block before loading data); built here if None.
     Returns the summary row (see SUMMARY_COLUMNS) with ``history`` added.
     """
     from attnzoo.train import viz
@@ -250,7 +262,9 @@ def train(cfg: TrainConfig, data: TaskData, info: Dist | None = None,
     cfg.check()
     info = info or Dist()
     out = Path(cfg.out)
-    model = build_model(cfg.block, cfg.overrides, cfg.registry, cfg.seed, cfg.batch_size).to(info.device)
+    if model is None:
+        model = build_model(cfg.block, cfg.overrides, cfg.registry, cfg.seed, cfg.batch_size)
+    model = model.to(info.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: list[dict] = []
     start = 0
@@ -263,7 +277,7 @@ def train(cfg: TrainConfig, data: TaskData, info: Dist | None = None,
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             history, start = list(state["history"]), int(state["epoch"])
-            torch.set_rng_state(state["rng"])
+            restore_rng(state)
             say(f"{cfg.block}: resuming from {path} (epoch {start} done)")
     else:
         torch.manual_seed(cfg.seed + 3)
