@@ -34,7 +34,7 @@ def create(name: str, shape: str | Sequence[int], *, registry: Sequence[str] = (
 
 
 def profile(names: str | Sequence[str], shapes: str | Sequence[int] | Sequence[str | Sequence[int]], *,
-            device: str = "auto", dtype: str = "float32", mode: str = "both", min_time: float = 1.0,
+            device: str = "auto", dtype: str = "float32", mode: str = "both", min_time: float = 0.3,
             warmup: int = 3, threads: int | None = None, overrides: dict[str, Any] | None = None,
             registry: Sequence[str] = (), seed: int = 0, compile: bool = False, compile_mode: str | None = None,
             amp: bool = False, channels_last: bool = False):

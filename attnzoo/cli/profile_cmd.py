@@ -114,7 +114,7 @@ def profile_command(
     mode: Optional[str] = typer.Option(
         None, "--mode", help="infer (forward), train (forward + backward) or both (default: both)."),
     min_time: Optional[float] = typer.Option(
-        None, "--min-time", metavar="SECONDS", help="Time each measurement for at least this long (default: 1.0)."),
+        None, "--min-time", metavar="SECONDS", help="Time each measurement for at least this long (default: 0.3)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Calls before timing starts (default: 3)."),
     threads: Optional[int] = ThreadsOption,
     compile_: bool = CompileOption,

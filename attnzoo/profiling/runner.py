@@ -35,7 +35,7 @@ class ProfileOptions:
     device: str = "auto"
     dtype: str = "float32"
     mode: str = "both"  # infer: forward only; train: forward + backward; both
-    min_time: float = 1.0  # seconds of timed calls per measurement
+    min_time: float = 0.3  # seconds of timed calls per measurement (torch.utils.benchmark uses 0.2)
     warmup: int = 3  # calls before timing
     seed: int = 0  # for the example inputs
     threads: int | None = None  # CPU threads (torch.set_num_threads) while measuring; None: torch's default
