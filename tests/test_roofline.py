@@ -13,7 +13,7 @@ import attnzoo
 from attnzoo.cli import INTERNAL_ERROR, run
 from attnzoo.profiling import measurements
 from attnzoo.profiling.bandwidth import BandwidthCurve, measure_bandwidth
-from attnzoo.profiling.efficiency import MatmulPeak
+from attnzoo.profiling.efficiency import ConvPeak, MatmulPeak
 from attnzoo.profiling.measurements import COLUMNS, MEASUREMENTS, METRICS, Calibration, roofline
 from attnzoo.profiling.prepare import prepare
 from attnzoo.profiling.runner import ProfileOptions, profile_one
@@ -78,10 +78,12 @@ def test_measured_bandwidth_is_plausible():
     assert all(0.5 < g < 10_000 for g in curve.copy_gbs + curve.read_gbs)
 
 
-def _calibration(gflops: float, gbs: float) -> Calibration:
-    # A 1000^3 matmul in 2e9 / (gflops * 1e9) seconds.
+def _calibration(gflops: float, gbs: float, conv_gflops: float | None = None) -> Calibration:
+    # A 1000^3 matmul in 2e9 / (gflops * 1e9) seconds; a 3x3 conv of 1 x 10 x 10 x 10 (180,000 FLOPs).
     peak = MatmulPeak(device="cpu", dtype="float32", threads=1, size=1000, seconds=2e9 / (gflops * 1e9))
-    return Calibration(matmul=peak, bandwidth=_curve([(1.0, gbs), (1e12, gbs)]))
+    conv = ConvPeak(device="cpu", dtype="float32", threads=1, shape=(1, 10, 10, 10),
+                    seconds=1.8e5 / ((conv_gflops or gflops / 2) * 1e9))
+    return Calibration(matmul=peak, conv=conv, bandwidth=_curve([(1.0, gbs), (1e12, gbs)]))
 
 
 def test_roofline_memory_bound():
@@ -95,7 +97,15 @@ def test_roofline_memory_bound():
 def test_roofline_compute_bound():
     cols = roofline(flops=10 ** 12, bytes_min=10 ** 6, fwd_ms=20_000.0, calibration=_calibration(100.0, 10.0))
     assert cols["bound"] == "compute" and cols["roofline_ms"] == pytest.approx(10_000.0)
-    assert cols["of_limit"] == pytest.approx(0.5)
+    assert cols["of_limit"] == pytest.approx(0.5) and cols["device_gflops"] == pytest.approx(100.0)
+
+
+def test_compute_ceiling_is_the_faster_of_matmul_and_convolution():
+    # oneDNN runs some 3x3 convolutions at more counted FLOP/s than a matmul: that rate is the ceiling then.
+    calibration = _calibration(100.0, 10.0, conv_gflops=250.0)
+    assert calibration.flops_per_s == pytest.approx(250e9)
+    cols = roofline(flops=10 ** 12, bytes_min=10 ** 6, fwd_ms=20_000.0, calibration=calibration)
+    assert cols["roofline_ms"] == pytest.approx(4_000.0) and cols["device_gflops"] == pytest.approx(250.0)
 
 
 def test_columns_have_one_source():

@@ -83,6 +83,69 @@ def measure_matmul_peak(device: str | torch.device = "cpu", dtype: torch.dtype =
                       threads=torch.get_num_threads(), size=best[1], seconds=best[2])
 
 
+#: 3x3 convolutions C -> C (padding 1) timed for the convolution ceiling: oneDNN and cuDNN run some of them
+#: at more counted FLOP/s than a matmul (Winograd-like algorithms), so a conv block can beat the matmul rate.
+CONV_SHAPES = ((8, 64, 32, 32), (8, 128, 16, 16), (8, 256, 16, 16))
+
+
+@dataclass(frozen=True)
+class ConvPeak:
+    device: str
+    dtype: str
+    threads: int
+    shape: tuple[int, int, int, int]  # (B, C, H, W) of the 3x3, C -> C convolution
+    seconds: float
+
+    @property
+    def flops_per_s(self) -> float:
+        b, c, h, w = self.shape
+        return 2 * b * c * c * 9 * h * w / self.seconds
+
+    @property
+    def gflops(self) -> float:
+        return self.flops_per_s / 1e9
+
+
+def measure_conv_peak(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                      min_seconds: float = MIN_SECONDS, repeats: int = REPEATS) -> ConvPeak:
+    """Measure (without the cache) the best counted FLOP/s of a 3x3 convolution on ``device``."""
+    device = torch.device(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    best: ConvPeak | None = None
+    with torch.inference_mode():
+        for shape in CONV_SHAPES:
+            conv = torch.nn.Conv2d(shape[1], shape[1], 3, padding=1, bias=False).to(device=device, dtype=dtype)
+            x = torch.randn(shape).to(device=device, dtype=dtype)
+            conv(x)
+            sync()
+            fastest, calls, spent = math.inf, 0, 0.0
+            while calls < repeats or spent < min_seconds:
+                start = time.perf_counter()
+                conv(x)
+                sync()
+                elapsed = time.perf_counter() - start
+                fastest, calls, spent = min(fastest, elapsed), calls + 1, spent + elapsed
+            peak = ConvPeak(device=str(device), dtype=str(dtype).removeprefix("torch."),
+                            threads=torch.get_num_threads(), shape=shape, seconds=fastest)
+            if best is None or peak.flops_per_s > best.flops_per_s:
+                best = peak
+    return best
+
+
+_conv_cache: dict[tuple[str, str, int], ConvPeak] = {}
+
+
+def conv_peak(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ConvPeak:
+    """The device's 3x3 convolution FLOP/s for ``dtype``, measured on the first call, then cached."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    key = (str(device), str(dtype), torch.get_num_threads())
+    if key not in _conv_cache:
+        _conv_cache[key] = measure_conv_peak(device, dtype)
+    return _conv_cache[key]
+
+
 def matmul_peak(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> MatmulPeak:
     """The device's matmul FLOP/s for ``dtype``, measured on the first call, then cached for the process."""
     device = torch.device(device)
@@ -104,6 +167,8 @@ def efficiency(flops: int | None, seconds: float | None, peak: MatmulPeak) -> fl
 
 def clear_cache() -> None:
     _cache.clear()
+    _conv_cache.clear()
 
 
-__all__ = ["MatmulPeak", "clear_cache", "efficiency", "matmul_peak", "measure_matmul_peak"]
+__all__ = ["ConvPeak", "MatmulPeak", "clear_cache", "conv_peak", "efficiency", "matmul_peak", "measure_conv_peak",
+           "measure_matmul_peak"]

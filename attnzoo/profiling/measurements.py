@@ -20,7 +20,13 @@ class Calibration:
     """The device's two ceilings for the roofline, measured once before the rows."""
 
     matmul: Any  # attnzoo.profiling.efficiency.MatmulPeak: FLOP/s of the dtype the arithmetic runs in
+    conv: Any  # attnzoo.profiling.efficiency.ConvPeak: counted FLOP/s of a 3x3 convolution
     bandwidth: Any  # attnzoo.profiling.bandwidth.BandwidthCurve: GB/s against working-set bytes
+
+    @property
+    def flops_per_s(self) -> float:
+        """The compute ceiling: the faster of a dense matmul and a 3x3 convolution, in counted FLOP/s."""
+        return max(self.matmul.flops_per_s, self.conv.flops_per_s)
 
 
 @dataclass(frozen=True)
@@ -100,20 +106,20 @@ def _memory(prepared, calibration, row, train: bool) -> dict[str, Any]:
 
 def roofline(flops: int | None, bytes_min: int | None, fwd_ms: float | None, calibration: Calibration) -> dict:
     """The roofline columns of a forward: arithmetic intensity (FLOPs per compulsory byte), the time the
-    device's ceilings allow (the slower of compute at the matmul rate and traffic at the bandwidth of the
+    device's ceilings allow (the slower of compute at the compute ceiling and traffic at the bandwidth of the
     row's working set), which ceiling binds, and that time over the measured one (1.0 = at the limit)."""
     if not bytes_min or fwd_ms is None or fwd_ms <= 0:
         return {}
     flops = flops or 0
     bandwidth_gbs = calibration.bandwidth.at(bytes_min)
-    compute_s = flops / calibration.matmul.flops_per_s
+    compute_s = flops / calibration.flops_per_s
     memory_s = bytes_min / (bandwidth_gbs * 1e9)
     limit_ms = max(compute_s, memory_s) * 1e3
     return {"intensity": round(flops / bytes_min, 3), "bandwidth_gbs": round(bandwidth_gbs, 1),
             "roofline_ms": round(limit_ms, 6), "bound": "compute" if compute_s >= memory_s else "memory",
             "of_limit": round(limit_ms / fwd_ms, 4),
-            "efficiency": round(flops / (fwd_ms / 1e3) / calibration.matmul.flops_per_s, 4),
-            "device_gflops": round(calibration.matmul.gflops, 1)}
+            "efficiency": round(flops / (fwd_ms / 1e3) / calibration.flops_per_s, 4),
+            "device_gflops": round(calibration.flops_per_s / 1e9, 1)}
 
 
 def _roofline(prepared, calibration, row) -> dict[str, Any]:
@@ -165,8 +171,9 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         Column("bound", label="bound", style="text", lower_is_better=None, describe="compute or memory"),
         Column("of_limit", label="of limit", lower_is_better=False,
                describe="roofline_ms / fwd_ms: 1.0 is at the hardware's limit"),
-        Column("efficiency", lower_is_better=False, describe="achieved FLOP/s over the matmul FLOP/s"),
-        Column("device_gflops", unit="GFLOP/s", lower_is_better=None, describe="the device's matmul rate"),
+        Column("efficiency", lower_is_better=False, describe="achieved FLOP/s over the compute ceiling"),
+        Column("device_gflops", unit="GFLOP/s", lower_is_better=None,
+               describe="the compute ceiling: the faster of a matmul and a 3x3 convolution"),
     ), "infer", _roofline),
     Measurement("training step", (
         Column("train_ms", unit="ms", label="train ms", style="ms", metric=True,

@@ -1,6 +1,6 @@
 """The roofline chart: arithmetic intensity against achieved FLOP/s, log-log, under the device's ceilings.
 
-One point per row (FLOPs / bytes_min on x, FLOPs / fwd_ms on y); the flat line is the matmul rate, the
+One point per row (FLOPs / bytes_min on x, FLOPs / fwd_ms on y); the flat line is the compute ceiling, the
 slanted lines are bandwidth x intensity at main memory and at the fastest (cache-sized) working set
 measured. Rows of the same block and shape measured in different modes (eager and compiled, say) are
 joined by a line, so the chart shows what a mode bought.
@@ -46,7 +46,7 @@ def plot_roofline(rows: Sequence[dict[str, Any]], calibration, path: str | os.Pa
     points = roofline_points(rows)
     if not points:
         raise ConfigError("nothing to plot: no row has a timed forward with FLOPs and bytes")
-    peak = calibration.matmul.flops_per_s
+    peak = calibration.flops_per_s
     bandwidth = calibration.bandwidth
     dram = bandwidth.dram_gbs * 1e9
     fastest = max(max(bandwidth.copy_gbs), max(bandwidth.read_gbs)) * 1e9
@@ -56,7 +56,7 @@ def plot_roofline(rows: Sequence[dict[str, Any]], calibration, path: str | os.Pa
     fig, ax = plt.subplots(figsize=(7.5, 5))
     grid = [low * (high / low) ** (i / 100) for i in range(101)]
     ax.loglog(grid, [min(peak, dram * x) for x in grid], color="black", lw=1.6,
-              label=f"ceiling: matmul {peak / 1e9:.0f} GFLOP/s, DRAM {dram / 1e9:.0f} GB/s")
+              label=f"ceiling: compute {peak / 1e9:.0f} GFLOP/s, DRAM {dram / 1e9:.0f} GB/s")
     ax.loglog(grid, [min(peak, fastest * x) for x in grid], color="black", lw=1, ls="--",
               label=f"cache-sized working sets: {fastest / 1e9:.0f} GB/s")
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}

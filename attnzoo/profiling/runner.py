@@ -166,7 +166,8 @@ def blank_row(name: str, shape: str, options: ProfileOptions,
 
 def calibrate(options: ProfileOptions) -> Calibration | None:
     """The device's ceilings for the roofline, measured once per process and (device, dtype, threads):
-    the best matmul rate of the dtype the arithmetic runs in, and the bandwidth curve. None when no
+    the compute ceiling (the best matmul and 3x3 convolution rates of the dtype the arithmetic runs in) and
+    the bandwidth curve. None when no
     forward is measured. Run before the rows, so its failure is the profiler's, not a row's.
 
     On the CPU each ceiling is the faster of one thread and the row's threads: on a machine whose cores are
@@ -174,26 +175,28 @@ def calibrate(options: ProfileOptions) -> Calibration | None:
     then would sit below what the blocks achieve.
     """
     from attnzoo.profiling.bandwidth import bandwidth_curve
-    from attnzoo.profiling.efficiency import matmul_peak
+    from attnzoo.profiling.efficiency import conv_peak, matmul_peak
     from attnzoo.profiling.prepare import autocast_dtype
 
     if options.mode == "train":
         return None
     dtypes = [options.torch_dtype] + ([autocast_dtype(options.device)] if options.amp else [])
     thread_counts = [options.threads] + ([1] if options.device == "cpu" else [])
-    peaks, curves = [], []
+    peaks, convs, curves = [], [], []
     try:
         for threads in thread_counts:
             with _threads(threads):
                 # autocast runs the contractions in the half type: the faster ceiling binds
                 peaks += [matmul_peak(options.device, dtype) for dtype in dtypes]
+                convs += [conv_peak(options.device, dtype) for dtype in dtypes]
                 curves.append(bandwidth_curve(options.device))
     except Exception as exc:  # noqa: BLE001
         raise ProfilerError(f"measuring the device's ceilings failed: {type(exc).__name__}: {_one_line(exc)}") from exc
     curve = curves[0]
     for other in curves[1:]:
         curve = curve.faster(other)
-    return Calibration(matmul=max(peaks, key=lambda p: p.flops_per_s), bandwidth=curve)
+    fastest = lambda found: max(found, key=lambda p: p.flops_per_s)  # noqa: E731
+    return Calibration(matmul=fastest(peaks), conv=fastest(convs), bandwidth=curve)
 
 
 class _threads:
