@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 import socket
 import subprocess
@@ -258,3 +260,37 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert len(rows) == 1 and 0 < float(rows[0]["test_loss"]) < 5
     state = torch.load(out / "checkpoints" / "epoch-001.pt", weights_only=True)
     assert state["history"][0]["train_images"] == 64  # both shards counted
+
+
+@pytest.mark.parametrize("flags", [["--channels-last"], ["--amp"], ["--channels-last", "--amp"]])
+def test_training_modes_run_and_learn_the_same_task(flags, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(["train", "cbam", "--epochs", "1", *TINY, "--out", str(out), "--format", "csv", *flags]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 1 and math.isfinite(float(rows[0]["min_train_loss"]))
+
+
+def test_train_step_applies_its_modes():
+    from attnzoo.train.loop import TrainStep
+    from attnzoo.train.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("cbam", {}, (), 0, 4)
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    step = TrainStep(model, torch.optim.SGD(model.parameters(), lr=0.1), amp=True, channels_last=True)
+    x, y = torch.randn(4, 3, 96, 96), torch.tensor([0.0, 1.0, 0.0, 1.0])
+    before = [p.detach().clone() for p in model.parameters()]
+    loss, logits = step(x, y)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32  # autocast on the CPU, loss in float32
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_compile_without_a_compiler_is_refused_before_any_data(monkeypatch, capsys):
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    assert run(["train", "cbam", "--epochs", "1", *TINY, "--compile"]) == 2
+    err = capsys.readouterr().err
+    assert "needs a C++ compiler" in err and len(err.strip().splitlines()) == 1

@@ -63,7 +63,7 @@ def debug_enabled() -> bool:
 
 
 # The measurement modes, shared by profile and sweep (and, without --compile-mode, by train).
-CompileOption = typer.Option(False, "--compile", help="torch.compile the block; compile time goes in compile_s.")
+CompileOption = typer.Option(False, "--compile", help="torch.compile the block (train: the network); its compile time is compile_s.")
 CompileModeOption = typer.Option(
     None, "--compile-mode", metavar="MODE",
     help="torch.compile mode: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs.")

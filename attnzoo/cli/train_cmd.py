@@ -8,7 +8,8 @@ from typing import List, Optional
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import FormatOption, OutputOption, RegistryOption, check_format, registry_dirs, say
+from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileOption, FormatOption, OutputOption, RegistryOption,
+                                check_format, registry_dirs, say)
 from attnzoo.errors import ConfigError
 
 DEFAULT_OUT = Path("runs") / "train"
@@ -58,6 +59,9 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in the run folder."),
     sets: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
                                              help="Block constructor override (repeatable); BLOCK.KEY=VALUE for one block of --compare."),
+    compile_: bool = CompileOption,
+    amp: bool = AmpOption,
+    channels_last: bool = ChannelsLastOption,
     fmt: str = FormatOption,
     output: Optional[str] = OutputOption,
     registry: Optional[List[str]] = RegistryOption,
@@ -91,6 +95,11 @@ def train_command(
     TrainConfig(block=blocks[0], out=Path("."), epochs=epochs, batch_size=batch_size, lr=lr).check()
     if train_size < 1 or test_size < 1:
         raise ConfigError("--train-size and --test-size must be at least 1")
+    if compile_:
+        from attnzoo.profiling.prepare import check_compiler
+        from attnzoo.train.loop import resolve_device
+
+        check_compiler(resolve_device(device).type)
     overrides = parse_sets(list(sets or []), blocks)
     registry_list = tuple(registry_dirs(registry))
     from attnzoo.train.models import build_model
@@ -116,7 +125,8 @@ def train_command(
         for name in blocks:
             cfg = TrainConfig(block=name, out=base / name if compare else base, overrides=overrides[name],
                               epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, train_size=train_size,
-                              test_size=test_size, dataset=kind, resume=resume, registry=registry_list)
+                              test_size=test_size, dataset=kind, resume=resume, registry=registry_list,
+                              compile=compile_, amp=amp, channels_last=channels_last)
             summary = run_training(cfg, data, info, note_line, model=models.pop(name))
             summary.pop("history")
             summary["article_min_test_loss"] = ARTICLE.get(name, {}).get("min_test_loss")

@@ -18,6 +18,27 @@ import torch.nn as nn
 from torch.utils._pytree import tree_leaves
 
 
+def check_compiler(device_type: str) -> None:
+    """``--compile`` on the CPU needs the C++ compiler that torch.compile's CPU backend calls."""
+    import os
+    import shutil
+
+    from attnzoo.errors import ConfigError
+
+    if device_type != "cpu":
+        return
+    candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    if not any(shutil.which(name) for name in candidates):
+        raise ConfigError("--compile on the CPU needs a C++ compiler (g++ or clang++, or $CXX) and none was found")
+
+
+def autocast(device: str, enabled: bool):
+    """The autocast context of ``--amp`` on ``device`` (a null context when off)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype(device))
+
+
 def autocast_dtype(device: str) -> torch.dtype:
     """What ``--amp`` computes in: bfloat16 on the CPU (its fast half type), float16 on CUDA."""
     return torch.float16 if device.startswith("cuda") else torch.bfloat16
@@ -47,9 +68,7 @@ class Prepared:
         return self.options.device
 
     def autocast(self):
-        if not self.options.amp:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=torch.device(self.device).type, dtype=autocast_dtype(self.device))
+        return autocast(self.device, self.options.amp)
 
     def forward(self) -> Any:
         """One forward of the measured module (call it under ``torch.inference_mode()`` for inference)."""
@@ -150,4 +169,4 @@ def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | 
     return prepared
 
 
-__all__ = ["BlockFailure", "Prepared", "autocast_dtype", "prepare"]
+__all__ = ["BlockFailure", "Prepared", "autocast", "autocast_dtype", "check_compiler", "prepare"]

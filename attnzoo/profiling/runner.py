@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from attnzoo.errors import ConfigError, ProfilerError, ShapeError
 from attnzoo.profiling.measurements import COLUMNS as _COLUMNS
 from attnzoo.profiling.measurements import MEASUREMENTS, Calibration
+from attnzoo.profiling.prepare import check_compiler
 
 #: Every row has these keys, in this order (see attnzoo.profiling.measurements for units and meaning).
 COLUMNS = _COLUMNS
@@ -80,8 +81,8 @@ class ProfileOptions:
                 raise ConfigError("device 'cuda' asked for, but CUDA is not available (use --device cpu or auto)")
             if parsed.index is not None and parsed.index >= torch.cuda.device_count():
                 raise ConfigError(f"device '{device}' does not exist ({torch.cuda.device_count()} CUDA devices)")
-        if self.compile and parsed.type == "cpu" and not _cxx_compiler():
-            raise ConfigError("--compile on the CPU needs a C++ compiler (g++ or clang++, or $CXX) and none was found")
+        if self.compile:
+            check_compiler(parsed.type)
         return dataclasses.replace(self, device=device)
 
     @property
@@ -89,14 +90,6 @@ class ProfileOptions:
         import torch
 
         return getattr(torch, self.dtype)
-
-
-def _cxx_compiler() -> str | None:
-    """The C++ compiler torch.compile's CPU backend would use, if there is one."""
-    import shutil
-
-    candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
-    return next((found for found in map(shutil.which, candidates) if found), None)
 
 
 def _one_line(text: Any, limit: int = 300) -> str:

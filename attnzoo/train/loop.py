@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from attnzoo.errors import ConfigError
@@ -52,6 +53,9 @@ class TrainConfig:
     dataset: str = "synthetic"
     resume: bool = False
     registry: tuple[str, ...] = ()
+    compile: bool = False  # torch.compile the network
+    amp: bool = False  # autocast: bfloat16 on CPU, float16 on CUDA (with a gradient scaler)
+    channels_last: bool = False  # network and images in channels-last memory format
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -193,6 +197,41 @@ def load_checkpoint(path: Path, cfg: TrainConfig) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- epochs
 
 
+class TrainStep:
+    """One optimisation step of the network, in the measurement modes ``profile`` offers: channels-last
+    memory format, ``torch.compile`` and autocast (bfloat16 on the CPU; float16 on CUDA, with a gradient
+    scaler). Returns the loss and the logits of the batch."""
+
+    def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, compile_: bool = False,
+                 amp: bool = False, channels_last: bool = False):
+        from attnzoo.profiling.prepare import autocast
+
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+        self.net = torch.compile(net) if compile_ else net
+        self.optimizer = optimizer
+        self.channels_last = channels_last
+        device = str(next(net.parameters()).device)
+        self.autocast = lambda: autocast(device, amp)
+        self.scaler = torch.amp.GradScaler("cuda") if amp and device.startswith("cuda") else None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            logits = self.net(x)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        return loss, logits
+
+
 def _viz_positions(test_labels: torch.Tensor) -> torch.Tensor:
     """Six test images, half with a patch where the test set allows, in test-set order."""
     with_patch = torch.nonzero(test_labels == 1).flatten()[: VIZ_IMAGES // 2]
@@ -288,12 +327,15 @@ def train(cfg: TrainConfig, data: TaskData, info: Dist | None = None,
     if info.main:
         out.mkdir(parents=True, exist_ok=True)
 
+    if cfg.channels_last:  # before DistributedDataParallel registers the parameters
+        model.to(memory_format=torch.channels_last)
     net = model
     if info.active:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
 
+    step = TrainStep(net, optimizer, compile_=cfg.compile, amp=cfg.amp, channels_last=cfg.channels_last)
     viz_positions = _viz_positions(data.test.labels)
     with _progress(info.main) as progress:
         for epoch in range(start + 1, cfg.epochs + 1):
@@ -305,11 +347,7 @@ def train(cfg: TrainConfig, data: TaskData, info: Dist | None = None,
             net.train()
             loss_sum = correct = count = 0.0
             for x, y in data.train.batches(cfg.batch_size, order, info.device):
-                optimizer.zero_grad(set_to_none=True)
-                logits = net(x)
-                loss = F.binary_cross_entropy_with_logits(logits, y)
-                loss.backward()
-                optimizer.step()
+                loss, logits = step(x, y)
                 loss_sum += float(loss.detach()) * len(y)
                 correct += float(((logits.detach() > 0).float() == y).sum())
                 count += len(y)
