@@ -23,7 +23,7 @@ from common import machine_line, parser, write_json
 HERE = Path(__file__).resolve().parent
 README = common.ROOT / "README.md"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
-SCRIPTS = ("attention_paths", "measurement", "startup")
+SCRIPTS = ("attention_paths", "measurement", "startup", "train_throughput")
 COMMAND = "python benchmarks/run_all.py --readme"
 
 
@@ -100,6 +100,16 @@ def summary_rows(results: dict) -> tuple[list[list[str]], list[str]]:
         if profile.get("device_gflops"):
             rows.append(["device matmul reference of the efficiency column (float32)",
                          f"{float(profile['device_gflops']):g} GFLOP/s", "", ""])
+    train = results["train_throughput"]
+    summary = train["summary"]
+    by_name = {r["candidate"]: r for r in train["rows"]}
+    rows.append([f"`attnzoo train mha` images/s against the first article's network (4 heads, batch "
+                 f"{train['batch_size']}, cpu), eager",
+                 f"{_x(summary['eager_vs_article'])} ({by_name['attnzoo eager']['img_s']:.0f} vs "
+                 f"{by_name['article']['img_s']:.0f} img/s)", "", ""])
+    rows.append([f"the same with the best flags ({summary['best'].removeprefix('attnzoo ')})",
+                 f"{_x(summary['best_vs_article'])} ({by_name[summary['best']]['img_s']:.0f} img/s)", ">= 2x",
+                 _met(summary["ok"])])
     return rows, notes
 
 

@@ -155,9 +155,9 @@ def test_vit_attention_with_both_biases_is_timms_vision_transformer_layer():
 
 # --- 4. mha: the article's attention dropout ---------------------------------------------------------------
 
-def test_mha_drops_the_attention_weights_as_the_article():
-    block = MultiHeadAttention(32, num_heads=4, fused=False).train()
-    assert block.attn_dropout == 0.1 and block.dropout.p == 0.1
+def test_mha_drops_the_attention_weights_as_the_repository_with_attn_dropout():
+    block = MultiHeadAttention(32, num_heads=4, attn_dropout=0.1, fused=False).train()
+    assert block.dropout.p == 0.1
     x = torch.randn(2, 10, 32)
     torch.manual_seed(7)
     out = block(x)
@@ -183,7 +183,9 @@ def test_mha_fused_path_passes_the_attention_dropout_in_training_only():
         reference = MultiHeadAttention(32, num_heads=4, attn_dropout=0.0, fused=False).eval()
         reference.load_state_dict(block.state_dict())
         torch.testing.assert_close(kept, reference(x), atol=ATOL, rtol=RTOL)
-    assert attnzoo.create("mha", (2, 32, 4, 4))[0].block.attn_dropout == 0.1
+    # The first article's code as printed: ScaledDotProductAttention(attn_dropout=0.0), none passed.
+    assert attnzoo.create("mha", (2, 32, 4, 4))[0].block.attn_dropout == 0.0
+    assert MultiHeadAttention(32).attn_dropout == 0.0
 
 
 # --- 5. routing attention: the port's mean commitment loss ------------------------------------------------

@@ -67,14 +67,16 @@ class MultiHeadAttention(nn.Module):
     Vaswani et al., "Attention Is All You Need", NeurIPS 2017, https://arxiv.org/abs/1706.03762 (sec. 3.2.2).
     Bias-free q, k, v and output projections, d_k = d_v = dim / num_heads, dropout on the projected output
     (``dropout``), then the residual and LayerNorm (eps 1e-6), as the article's code (and the Transformer's
-    post-norm sub-layer). The article's code (the attention-is-all-you-need-pytorch lineage) also drops the
-    attention weights: its ScaledDotProductAttention has ``attn_dropout=0.1``, which attnzoo follows with
-    ``attn_dropout`` (default 0.1; training mode only; the fused path passes it to SDPA as ``dropout_p``,
-    whose random mask differs from ``F.dropout``'s). ``attn_dropout=0`` drops only the projected output.
+    post-norm sub-layer). ``attn_dropout`` drops the attention weights in training (the fused path passes
+    it to SDPA as ``dropout_p``, whose random mask differs from ``F.dropout``'s). Its default, 0, is the first
+    article's code as printed: its ScaledDotProductAttention defaults to ``attn_dropout=0.0`` and its
+    MultiHeadAttention does not pass one. The repository that code comes from
+    (jadore801120/attention-is-all-you-need-pytorch) defaults to 0.1: ``attn_dropout=0.1`` reproduces it. On
+    the CPU, a non-zero ``attn_dropout`` makes SDPA fall back from its fused kernel to the N x N path.
     Cost: 4 N C^2 + 2 N^2 C MACs per image.
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.1, attn_dropout: float = 0.1,
+    def __init__(self, dim: int, num_heads: int = 8, dropout: float = 0.1, attn_dropout: float = 0.0,
                  fused: bool = True):
         super().__init__()
         self.head_dim = _check_heads(dim, num_heads)
