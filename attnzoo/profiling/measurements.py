@@ -137,7 +137,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     ), "any", _parameters),
     Measurement("counting MACs", (
         Column("macs", label="MACs", style="si", metric=True, describe="MACs: multiply-adds of one forward"),
-        Column("flops", label="FLOPs", style="si", describe="FLOPs: 2 x MACs"),
+        Column("flops", style="si", describe="FLOPs: 2 x MACs"),
         Column("uncounted_ops", label="uncounted ops", style="text", lower_is_better=None,
                describe="operators with no MAC formula"),
         Column("counter", style="text", lower_is_better=None, describe="which counter counted the MACs"),
@@ -145,7 +145,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement("counting bytes", (
         Column("bytes_min", unit="B", label="bytes min", style="si", metric=True,
                describe="compulsory bytes: inputs, outputs and parameters once each"),
-        Column("bytes_eager", unit="B", label="bytes eager", style="si", metric=True,
+        Column("bytes_eager", unit="B", style="si", metric=True,
                describe="bytes moved by the operators of an eager forward"),
     ), "any", _bytes),
     Measurement("compiling", (
@@ -155,7 +155,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         Column("fwd_ms", unit="ms", label="fwd ms", style="ms", metric=True, describe="forward latency: median"),
         Column("fwd_iqr_ms", unit="ms", describe="forward latency: interquartile range"),
         Column("fwd_runs", lower_is_better=None, describe="timed forward calls"),
-        Column("fwd_img_s", unit="img/s", label="fwd img/s", lower_is_better=False,
+        Column("fwd_img_s", unit="img/s", lower_is_better=False,
                describe="forward throughput: images per second"),
     ), "infer", lambda p, c, r: _timing(p, c, r, train=False)),
     Measurement("forward memory", (
@@ -180,7 +180,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
                describe="training step latency: median"),
         Column("train_iqr_ms", unit="ms", describe="training step latency: interquartile range"),
         Column("train_runs", lower_is_better=None, describe="timed training steps"),
-        Column("train_img_s", unit="img/s", label="train img/s", lower_is_better=False,
+        Column("train_img_s", unit="img/s", lower_is_better=False,
                describe="training throughput: images per second"),
     ), "train", lambda p, c, r: _timing(p, c, r, train=True)),
     Measurement("training-step memory", (
