@@ -1,7 +1,7 @@
 """attnzoo's forward latency against torch.utils.benchmark.Timer's adaptive_autorange.
 
 For a handful of blocks, the same module (eval mode, under inference mode) and the same inputs are timed
-by attnzoo.profiling.timing.time_callable with ``attnzoo profile``'s defaults (warm-up 3, min-time 1 s)
+by attnzoo.profiling.timing.time_callable with ``attnzoo profile``'s defaults (warm-up 3, min-time 0.3 s)
 and by torch.utils.benchmark.Timer(...).adaptive_autorange() (stops when IQR / median < 0.1), with the
 Timer given the same number of threads (its default is one thread). ``agreement`` is attnzoo's median
 over torch's; the target is within 10% (0.9 to 1.1). The two methods alternate over ``--pairs`` pairs
@@ -77,7 +77,11 @@ def main(argv=None) -> dict:
     shape = parse_shape(args.shape)
     chosen = args.device or devices()
     info = print_header("measurement: attnzoo time_callable vs torch.utils.benchmark adaptive_autorange", chosen)
-    print(f"shape {args.shape}; attnzoo: profile defaults (warm-up 3, min-time 1 s); torch: "
+    from attnzoo.profiling.runner import ProfileOptions
+
+    defaults = ProfileOptions()
+    print(f"shape {args.shape}; attnzoo: profile defaults (warm-up {defaults.warmup}, min-time {defaults.min_time} s); "
+          "torch: "
           f"Timer.adaptive_autorange(threshold=0.1) with the same threads; {args.pairs} alternating pairs; "
           f"agreement = attnzoo / torch (target within {TOLERANCE:.0%}); torch_iqr_rel: the Timer's own IQR / "
           "median (it stops below 0.1, or after 10 s); wall = seconds per measurement")

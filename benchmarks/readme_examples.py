@@ -27,10 +27,10 @@ PROFILE_COMMAND = ["profile", "cbam", "--shape", "128,256,24,24"]
 SWEEP_COMMAND = ["sweep", "--suite", "self-vs-external", "--plot", PLOT]
 
 
-def attnzoo(args: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "120"}
+def attnzoo(args: list[str], cwd: Path = common.ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "120", "PYTHONPATH": str(common.ROOT)}
     command = [sys.executable, "-m", "attnzoo", *args]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=common.ROOT, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env)
     if result.returncode != 0:
         raise SystemExit(f"attnzoo {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
     return result
@@ -104,13 +104,12 @@ COMPARE_PROFILE = ["profile", *COMPARE_BLOCKS, "--shape", "8,64,32,32", "--mode"
 
 
 def compare_section(info: dict) -> str:
-    with tempfile.TemporaryDirectory() as folder:
-        eager, compiled = Path(folder) / "eager.csv", Path(folder) / "compiled.csv"
+    with tempfile.TemporaryDirectory() as folder:  # run there, so the files are named as the README shows
         start = time.perf_counter()
-        attnzoo(COMPARE_PROFILE + ["--output", str(eager)])
-        attnzoo(COMPARE_PROFILE + ["--compile", "--output", str(compiled)])
+        attnzoo(COMPARE_PROFILE + ["--output", "eager.csv"], cwd=Path(folder))
+        attnzoo(COMPARE_PROFILE + ["--compile", "--output", "compiled.csv"], cwd=Path(folder))
         shown = ["compare", "eager.csv", "compiled.csv", "--metric", "fwd_ms,fwd_peak_mib"]
-        result = attnzoo(["compare", str(eager), str(compiled), "--metric", "fwd_ms,fwd_peak_mib"])
+        result = attnzoo(shown, cwd=Path(folder))
         seconds = time.perf_counter() - start
     table = result.stdout.rstrip()
     print(table)

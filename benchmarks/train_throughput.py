@@ -143,7 +143,7 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=10, help="training steps per round and candidate")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--images", type=int, default=512)
-    p.add_argument("--flags", default="channels_last,compile,amp,compile+channels_last",
+    p.add_argument("--flags", default="channels_last,compile,amp,channels_last+amp,compile+channels_last",
                    help="attnzoo flag sets to try besides eager, comma-separated, '+' joins flags")
     args = p.parse_args(argv)
 

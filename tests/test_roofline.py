@@ -269,3 +269,20 @@ def test_roofline_plot_is_written(tmp_path):
     code = run(["profile", "se", "mha", "--shape", "2,16,8,8", "--mode", "infer", "--plot", str(out), *FAST])
     assert code == 0 and out.stat().st_size > 10_000
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_each_compiled_row_compiles_its_own_block(monkeypatch):
+    """Token blocks share the adapter's forward; past Dynamo's recompile limit a later block would silently
+    run eagerly under --compile. With the limit at 1, a second token block must still compile a graph."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1, raising=False)
+    monkeypatch.setattr(torch._dynamo.config, "cache_size_limit", 1, raising=False)
+    options = ProfileOptions(device="cpu", mode="infer", compile=True).checked()
+    for name in ("sdpa", "xca"):
+        counters.clear()
+        prepared = prepare(attnzoo.get_spec(name), (2, 16, 4, 4), options)
+        assert counters["stats"]["unique_graphs"] >= 1, f"{name} ran eagerly under --compile"
+        assert prepared.compile_s > 0

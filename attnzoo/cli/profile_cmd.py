@@ -92,7 +92,7 @@ def _caption(rows: list[dict[str, Any]]) -> str:
              f"amp {first['amp']}" if first.get("amp") else "",
              "channels-last" if first.get("channels_last") in (True, "True") else ""]
     gflops = next((row["device_gflops"] for row in rows if row.get("device_gflops")), None)
-    matmul = f" · matmul {gflops:g} GFLOP/s" if gflops else ""
+    matmul = f" · compute ceiling {gflops:g} GFLOP/s" if gflops else ""
     where = " · ".join([str(first.get("device_name") or first["device"]), first["dtype"], *filter(None, modes),
                         threads, f"torch {first['torch']}"])
     return (f"{where}{matmul}\n"

@@ -144,6 +144,10 @@ def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | 
 
     if options.compile:
         mode = None if options.compile_mode in (None, "", "default") else options.compile_mode
+        # Dynamo caches compiled frames per code object, and blocks share some (the token adapter's
+        # forward): past its recompile limit it would silently run a later block eagerly. Each row compiles
+        # its own block from a clean cache.
+        torch._dynamo.reset()
         prepared.module = torch.compile(eager, mode=mode)
         spent = 0.0
         try:
