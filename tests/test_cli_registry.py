@@ -30,11 +30,18 @@ def test_list_table(capsys):
     assert "cbam" in capsys.readouterr().out
 
 
+def attnzoo_spec(name):
+    import attnzoo
+
+    return attnzoo.get_spec(name)
+
+
 def test_info_shows_paper_link_and_defaults(capsys):
     assert run(["info", "cbam"]) == 0
     out = capsys.readouterr().out
     assert "https://arxiv.org/abs/1807.06521" in out and "Woo et al." in out
     assert "reduction" in out and "16" in out and "attnzoo profile cbam" in out
+    assert "MACs:" in out and attnzoo_spec("cbam").macs in out  # the formula the tests check against the counter
 
 
 def test_info_json_has_constructor_defaults(capsys):

@@ -42,6 +42,8 @@ def info_command(
     console.print(f"link:       {spec.url}")
     console.print(f"family:     {spec.family}    layout: {spec.layout}    inputs: {spec.inputs}")
     console.print(f"complexity: {spec.complexity}" + (f"  (MACs ~ N^{spec.macs_exponent:g})" if spec.macs_exponent is not None else ""))
+    if spec.macs:
+        console.print(f"MACs:       {spec.macs}", markup=False)
     console.print(f"target:     {spec.target}")
     if spec.notes:
         console.print(f"notes:      {spec.notes}")
