@@ -98,7 +98,7 @@ def summary_rows(results: dict) -> tuple[list[list[str]], list[str]]:
         rows.append([f"`{profile['command']}` wall time",
                      f"{profile['wall_s']:.1f} s ({profile['ok_rows']} of {profile['rows']} rows ok)", "printed", ""])
         if profile.get("device_gflops"):
-            rows.append(["device matmul reference of the efficiency column (float32)",
+            rows.append(["compute ceiling of the roofline and efficiency columns (faster of matmul and 3x3 conv, float32)",
                          f"{float(profile['device_gflops']):g} GFLOP/s", "", ""])
     train = results["train_throughput"]
     summary = train["summary"]
