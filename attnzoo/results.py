@@ -23,7 +23,7 @@ MEASURED = ("params", "trainable_params", "macs", "flops", "fwd_ms", "fwd_iqr_ms
             "train_iqr_ms", "train_runs", "fwd_peak_mib", "train_peak_mib", "efficiency", "device_gflops")
 
 
-def _typed(text: str | None) -> Any:
+def typed_cell(text: str | None) -> Any:
     """A CSV cell back to what was written: int, float, bool, None for empty, else the string."""
     if text is None or text == "":
         return None
@@ -70,7 +70,7 @@ def load_results(path: str | os.PathLike, role: str = "") -> list[dict[str, Any]
     else:
         try:
             reader = csv.DictReader(text.splitlines())
-            rows = [{k: _typed(v) for k, v in r.items() if k is not None} for r in reader]
+            rows = [{k: typed_cell(v) for k, v in r.items() if k is not None} for r in reader]
         except csv.Error as exc:
             raise ConfigError(f"{where}: not valid CSV ({exc})") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 from attnzoo.errors import ConfigError, ShapeError
 from attnzoo.profiling.measurements import BY_NAME
 from attnzoo.profiling.measurements import METRICS as _METRICS
+from attnzoo.results import typed_cell
 
 AXES = ("hw", "channels", "batch")
 #: The quantity each axis varies, as a column name: cost is fitted against it.
@@ -295,18 +296,6 @@ def extrapolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float | N
     return y1 * (x / x1) ** max(k, 0.0)
 
 
-def _typed(text: str | None) -> Any:
-    """A CSV cell back to the value it was written from: int, float, None for empty, else the string."""
-    if text is None or text == "":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 class RowFile:
     """Rows written as they finish, as CSV or JSON, the file rewritten whole and renamed into place after each
     row, so an interrupted sweep leaves a complete, readable file that ``--resume`` reads back."""
@@ -330,7 +319,7 @@ class RowFile:
         text = self.path.read_text(encoding="utf-8")
         try:
             rows = (json.loads(text) if self.fmt == "json"
-                    else [{k: _typed(v) for k, v in r.items()} for r in csv.DictReader(text.splitlines())])
+                    else [{k: typed_cell(v) for k, v in r.items()} for r in csv.DictReader(text.splitlines())])
         except (json.JSONDecodeError, csv.Error) as exc:
             raise ConfigError(f"cannot resume from {self.path}: {exc}") from None
         if not isinstance(rows, list) or any(not isinstance(r, dict) or "block" not in r or "shape" not in r
