@@ -141,7 +141,6 @@ def main(argv=None) -> dict:
                    help="rewrite README.md's roofline section, docs/bandwidth.png and docs/roofline.png")
     args = p.parse_args(argv)
 
-    import attnzoo
     from attnzoo.build import parse_shape
     from attnzoo.profiling.runner import ProfileOptions, calibrate
     from attnzoo.registry import resolve_names

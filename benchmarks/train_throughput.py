@@ -17,7 +17,6 @@ training steps of each candidate in turn, and the figure is the median over roun
 from __future__ import annotations
 
 import itertools
-import math
 
 import common  # noqa: F401  (puts the checkout on sys.path)
 from common import parser, print_header, print_table, ratio, side_by_side, write_json

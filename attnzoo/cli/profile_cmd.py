@@ -203,6 +203,7 @@ def profile_command(
 def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]) -> int:
     """``--by-module``: the rows of every block's submodules (attnzoo.profiling.modules)."""
     from attnzoo.build import parse_shape
+    from attnzoo.errors import ConfigError
     from attnzoo.output import render
     from attnzoo.profiling.modules import MODULE_COLUMNS, module_rows
     from attnzoo.profiling.prepare import BlockFailure
@@ -210,7 +211,7 @@ def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]
 
     jobs = [(get_spec(name, dirs), parse_shape(s), run_overrides)
             for blocks, shapes, run_overrides in plans for name in resolve_names(blocks, dirs) for s in shapes]
-    if not any(True for _ in jobs):
+    if not jobs:
         raise ConfigError("--by-module needs a block and a --shape")
     rows, failures = [], 0
     for spec, shape, run_overrides in jobs:

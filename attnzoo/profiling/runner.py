@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
