@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import common
 from common import machine_line, parser, write_json
+from attnzoo.sweep import crossover_label  # noqa: E402  (common has put the checkout on sys.path)
 
 README = common.ROOT / "README.md"
 START, END = "<!-- atlas:start -->", "<!-- atlas:end -->"
@@ -65,17 +66,11 @@ def _names(blocks: Sequence[str]) -> str:
 
 
 def cell(result: dict[str, Any] | None) -> str:
-    """A crossover for the README: "always", "never", "N = 1,234", "below N = 1,234", or the intervals."""
+    """A crossover for the README: sweep's label, saying "(crosses back)" after "below N"."""
     if result is None:
         return ""
-    verdict = result["verdict"]
-    if verdict == "above":
-        return _n(result["crossover"])
-    if verdict == "below":
-        return f"below {_n(result['crossover'])} (crosses back)"
-    if verdict == "mixed":
-        return "cheaper on " + ", ".join(f"{_n(a)}-{_n(b)}" for a, b in result["cheaper_on"])
-    return verdict
+    label = crossover_label(result)
+    return f"{label} (crosses back)" if result["verdict"] == "below" else label
 
 
 def metric_sentence(results: Sequence[dict[str, Any]], metric: str, baseline: str, top: int) -> str:
