@@ -111,12 +111,13 @@ def _training_step(module: nn.Module, inputs: Sequence[torch.Tensor], autocast) 
 
 
 def _timed(fn: Callable[[], Any], device: str) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    from attnzoo.profiling.timing import _synchronizer
+
+    sync = _synchronizer(device)  # the timing module's: CUDA kernels are asynchronous
+    sync()
     start = time.perf_counter()
     fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    sync()
     return time.perf_counter() - start
 
 
