@@ -43,14 +43,20 @@ def _shape_text(value: Any) -> Any:
     return value
 
 
-def load_results(path: str | os.PathLike, role: str = "") -> list[dict[str, Any]]:
-    """The rows of one result file. ``role`` (e.g. "BASE") prefixes the one-line error a bad file gives."""
+def load_results(path: str | os.PathLike, role: str = "", allow_empty: bool = False) -> list[dict[str, Any]]:
+    """The rows of one result file. ``role`` (e.g. "BASE") prefixes the one-line error a bad file gives;
+    ``allow_empty`` accepts a file of no rows (a shard that owns no unit)."""
     where = f"{role} {path}".strip()
     target = Path(path)
     if not target.exists():
         raise ConfigError(f"{where}: no such file")
-    if target.is_dir():
-        raise ConfigError(f"{where}: is a folder, not a result file")
+    if target.is_dir():  # the parts of a campaign (attnzoo merge), read as one file
+        from attnzoo.campaign.merge import load_parts
+
+        try:
+            return load_parts(target)
+        except ConfigError as exc:
+            raise ConfigError(f"{role} {exc}".strip()) from None
     try:
         text = target.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -75,7 +81,7 @@ def load_results(path: str | os.PathLike, role: str = "") -> list[dict[str, Any]
             raise ConfigError(f"{where}: not valid CSV ({exc})") from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ConfigError(f"{where}: not a file of attnzoo rows (expected a list of rows)")
-    if not rows:
+    if not rows and not allow_empty:
         raise ConfigError(f"{where}: has no rows")
     missing = [c for c in ("block", "shape") if any(c not in r or r[c] in (None, "") for r in rows)]
     if missing:

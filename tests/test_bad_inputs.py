@@ -75,7 +75,7 @@ CORPUS = [
     (["compare", "{tmp}/good.csv", "{tmp}/none.csv"], "NEW {tmp}/none.csv: no such file", 2),
     (["compare", "{tmp}/bin.csv", "{tmp}/good.csv"], "not a text file", 2),
     (["compare", "{tmp}/good.csv", "{tmp}/bad.json"], "not valid JSON", 2),
-    (["compare", "{tmp}/good.csv", "{tmp}"], "is a folder", 2),
+    (["compare", "{tmp}/good.csv", "{tmp}"], "not valid JSON", 2),  # a folder is read as the parts of a campaign
     (["compare", "{tmp}/good.csv", "{tmp}/good.csv", "--fail-above", "fast"], "--fail-above", 2),
     (["compare", "{tmp}/good.csv", "{tmp}/good.csv", "--output", "{tmp}/d.bmpx"], "unknown format", 2),
     # report

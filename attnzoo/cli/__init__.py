@@ -11,8 +11,8 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli import info_cmd, list_cmd  # noqa: F401  (each module registers its command on app)
 from attnzoo.cli import profile_cmd, sweep_cmd, train_cmd  # noqa: F401
-from attnzoo.cli import compare_cmd, report_cmd  # noqa: F401
-from attnzoo.cli.common import debug_enabled, set_debug
+from attnzoo.cli import compare_cmd, merge_cmd, report_cmd  # noqa: F401
+from attnzoo.cli.common import debug_enabled, ray_argument, set_debug
 from attnzoo.errors import AttnzooError, ProfilerError
 
 #: Exit status of a bug in attnzoo itself (sysexits' EX_SOFTWARE), distinct from a failed row (1) or a usage
@@ -41,7 +41,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     Set ATTNZOO_DEBUG=1 (or pass --debug) to see the traceback instead.
     """
     given = sys.argv[1:] if argv is None else list(argv)
-    args = [a for a in given if a != "--debug"]
+    args = ray_argument([a for a in given if a != "--debug"])
     previous = set_debug(len(args) < len(given))
     try:
         return _run(args)

@@ -78,3 +78,32 @@ def mode_settings(compile_: bool, compile_mode: Optional[str], amp: bool, channe
              "channels_last": channels_last or None}
     return {key: value for key, value in given.items() if value is not None}
 
+
+
+# Campaigns (attnzoo.campaign): shared by profile and sweep.
+ShardOption = typer.Option(
+    None, "--shard", metavar="I/N",
+    help="Run only shard I of N (1-based) of the units, e.g. in a job array; 'auto' reads SLURM_ARRAY_TASK_ID "
+         "and SLURM_ARRAY_TASK_COUNT ('auto/N' with JOB_COMPLETION_INDEX). Join the parts with 'attnzoo merge'.")
+RayOption = typer.Option(
+    None, "--ray", metavar="[ADDRESS]",
+    help="Run the units as Ray tasks: on the cluster at ADDRESS (host:port, ray://host:port or auto), or, "
+         "with no address, on a Ray started here. Needs attnzoo[ray].")
+RetryFailedOption = typer.Option(
+    False, "--retry-failed", help="With --resume: measure again the units whose rows failed or were skipped.")
+
+#: What a bare --ray (no address after it) means: a Ray started in this process.
+LOCAL_RAY = "local"
+
+
+def ray_argument(args: List[str]) -> List[str]:
+    """Give a bare ``--ray`` its default address: the next word is an address only if it looks like one
+    (host:port, ray://..., auto, local), so ``--ray cbam --shape ...`` keeps cbam a block name."""
+    fixed: List[str] = []
+    for i, arg in enumerate(args):
+        fixed.append(arg)
+        if arg == "--ray":
+            following = args[i + 1] if i + 1 < len(args) else None
+            if following is None or not (":" in following or following in ("auto", LOCAL_RAY)):
+                fixed.append(LOCAL_RAY)
+    return fixed

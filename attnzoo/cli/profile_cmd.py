@@ -12,8 +12,9 @@ import typer
 
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
-                                DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption, ThreadsOption,
-                                check_format, mode_settings, parse_overrides, registry_dirs, say)
+                                DtypeOption, FormatOption, OutputOption, RayOption, RegistryOption, RetryFailedOption,
+                                SetOption, ShardOption, ThreadsOption, check_format, mode_settings, parse_overrides,
+                                registry_dirs, say)
 
 HELP = "\n\n".join([
     'Profile blocks: parameters, MACs / FLOPs, latency and peak memory, one row per block and shape.',
@@ -41,6 +42,10 @@ HELP = "\n\n".join([
     'above the inputs and weights already allocated (outputs, activations, gradients, temporaries). On '
     "CUDA from the allocator's peak statistics; on the CPU the peak of live tensor storages the call "
     "creates (not the process's RSS).",
+    'Campaigns: every block x shape x settings is a unit with a stable id (the unit_id column); --shard I/N '
+    'runs one shard of them (join the parts with attnzoo merge), --ray runs them as Ray tasks, and with '
+    '--output FILE (.csv or .json) each row is written as it finishes, so --resume completes an interrupted '
+    'run. Each row says where it ran: host, node, device, threads.',
     'Exit status: 0 when every row succeeded, 1 when a row failed (its status says why), 2 for a usage '
     'error, 70 for an internal error of attnzoo (--debug shows its traceback).',
 ])
@@ -128,17 +133,23 @@ def profile_command(
         None, "--plot", metavar="FILE", help="Draw the roofline chart of the rows (.png or .svg)."),
     suite: Optional[str] = typer.Option(
         None, "--suite", metavar="NAME|FILE", help="Run a suite: a TOML file, or a name from profiles/ (e.g. seeds)."),
+    shard: Optional[str] = ShardOption,
+    ray: Optional[str] = RayOption,
+    resume: bool = typer.Option(False, "--resume", help="Keep the rows already in --output; measure the rest."),
+    retry_failed: bool = RetryFailedOption,
     fmt: str = FormatOption,
     output: Optional[str] = OutputOption,
     registry: Optional[List[str]] = RegistryOption,
 ) -> int:
+    from attnzoo.campaign.shard import parse_shard
     from attnzoo.cli.common import debug_enabled
     from attnzoo.errors import ConfigError
     from attnzoo.output import output_format, render
-    from attnzoo.profiling.runner import COLUMNS, ProfileOptions, failed, profile_rows
+    from attnzoo.profiling.runner import COLUMNS, ProfileOptions, failed
 
     fmt = check_format(fmt)
     file_fmt = output_format(output, fmt)  # a path that cannot be written ends here, before any measurement
+    part = parse_shard(shard)
     dirs = registry_dirs(registry)
     cli_overrides = parse_overrides(overrides)
     given = {key: value for key, value in (("device", device), ("dtype", dtype), ("mode", mode),
@@ -168,16 +179,16 @@ def profile_command(
     if depth < 1:
         raise ConfigError(f"--depth must be at least 1, got {depth}")
     if by_module:
+        if part is not None or ray is not None or resume:
+            raise ConfigError("--by-module runs here, whole: it takes no --shard, --ray or --resume")
         return _by_module(plans, options.checked(), depth, dirs, fmt, output)
     if plot is not None:
         from attnzoo.output import PLOT_SUFFIXES, check_output
 
         check_output(plot, "--plot", PLOT_SUFFIXES)
-    progress = _ProgressLine()
-    row_sets = [profile_rows(blocks, shapes, options, run_overrides, dirs, on_start=progress.start)
-                for blocks, shapes, run_overrides in plans]
-
-    rows = progress.run(row_sets)
+        if ray is not None:
+            raise ConfigError("--plot draws the ceilings of this machine: it does not go with --ray")
+    rows = _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt)
     bad = [row for row in rows if failed(row)]
     for row in bad:
         say(f"attnzoo: {row['block']} at {row['shape']}: {row['status']}")
@@ -185,9 +196,7 @@ def profile_command(
         shown, columns = _table_rows(rows)
         render(shown, "table", columns=columns, title=title, caption=_caption(rows),
                output=output if file_fmt == "table" else None)
-    if output is not None and file_fmt != "table":
-        render(rows, file_fmt, columns=COLUMNS, output=output)
-    elif output is None and fmt != "table":
+    if output is None and fmt != "table":
         render(rows, fmt, columns=COLUMNS)
     if output:
         say(f"wrote {len(rows)} rows to {output}")
@@ -232,33 +241,30 @@ def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]
     return 1 if failures else 0
 
 
-class _ProgressLine:
-    """A progress bar on stderr, shown only on a terminal, naming the row being measured."""
+def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt) -> list[dict[str, Any]]:
+    """The plans' units through the campaign driver, on this process or on Ray; the rows in plan order."""
+    from attnzoo.campaign.driver import Campaign
+    from attnzoo.campaign.executors import make_executor
+    from attnzoo.campaign.progress import CampaignProgress
+    from attnzoo.campaign.rows import RowFile
+    from attnzoo.errors import ConfigError
+    from attnzoo.profiling.runner import COLUMNS, calibrate, plan_units
 
-    def __init__(self) -> None:
-        self._progress = None
-        self._task = None
-        self._done = 0
-        self._total = 0
-
-    def start(self, block: str, shape: str) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, description=f"{block} {shape} ({self._done + 1}/{self._total})")
-
-    def run(self, row_sets) -> list[dict[str, Any]]:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        console = Console(stderr=True)
-        rows: list[dict[str, Any]] = []
-        self._total = sum(r.total for r in row_sets)
-        with Progress(TextColumn("profiling {task.description}"), BarColumn(), TimeElapsedColumn(),
-                      console=console, transient=True, disable=not console.is_terminal) as progress:
-            self._progress, self._task = progress, progress.add_task("", total=self._total)
-            for row_set in row_sets:
-                for row in row_set:
-                    rows.append(row)
-                    self._done += 1
-                    progress.update(self._task, advance=1)
-        self._progress = None
-        return rows
+    if resume and output is not None and file_fmt == "table":
+        raise ConfigError(f"--resume completes a file of rows: --output {output} must be .csv or .json")
+    checked = options.checked(here=ray is None)
+    units = [unit for blocks, shapes, run_overrides in plans
+             for unit in plan_units(blocks, shapes, checked, run_overrides, dirs)]
+    row_file = RowFile(output, file_fmt, COLUMNS) if output is not None and file_fmt != "table" else None
+    campaign = Campaign("profile", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
+                        with_plan=ray is not None)
+    executor = make_executor(ray, raise_errors=options.raise_errors)  # a Ray that cannot be reached ends here
+    campaign.open()
+    if part is not None:
+        say(f"shard {part}: {len(campaign.selected)} of {len(campaign.units)} units")
+    if resume:
+        say(f"resuming: {len(campaign.done)} units already in {output}")
+    if not executor.remote:
+        calibrate(checked)  # before the rows: its failure is the profiler's, not a row's
+    with CampaignProgress(len(campaign.selected), every=30 if executor.remote else None) as progress:
+        return campaign.run(executor, progress=progress)

@@ -13,8 +13,9 @@ import typer
 
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
-                                DtypeOption, FormatOption, OutputOption, RegistryOption, SetOption, ThreadsOption,
-                                check_format, mode_settings, parse_overrides, registry_dirs, say)
+                                DtypeOption, FormatOption, OutputOption, RayOption, RegistryOption, RetryFailedOption,
+                                SetOption, ShardOption, ThreadsOption, check_format, mode_settings, parse_overrides,
+                                registry_dirs, say)
 
 HELP = "\n\n".join([
     "Sweep input sizes and fit how cost grows: MACs, latency and peak memory against N = H*W "
@@ -27,6 +28,8 @@ HELP = "\n\n".join([
     "they are measured with; after an interruption, rerun the same command with --resume (refused if the "
     "settings differ; --retry-failed measures failed points again). A point whose estimated peak memory exceeds --max-memory is skipped with that "
     "reason; the estimate extrapolates the block's previous points on log-log.",
+    "Campaigns: every point is a unit with a stable id; --shard I/N measures one shard of them (join the "
+    "parts with attnzoo merge, then fit with attnzoo report), --ray runs them as Ray tasks.",
     "--baseline NAME (one of the swept blocks) adds, for every other block and for MACs, forward time and "
     "forward peak memory, the crossover: the N from which the block costs less than the baseline, "
     "interpolated on log-log between grid points; 'always' or 'never' when it is cheaper at every or at no "
@@ -97,8 +100,9 @@ def sweep_command(
         help="Skip points whose estimated peak exceeds this (e.g. 8GiB; 'none': no limit) "
              "(default: 3/4 of the device's memory)."),
     resume: bool = typer.Option(False, "--resume", help="Keep the rows already in --output; measure the rest."),
-    retry_failed: bool = typer.Option(False, "--retry-failed",
-                                      help="With --resume: measure again the points whose rows failed or were skipped."),
+    retry_failed: bool = RetryFailedOption,
+    shard: Optional[str] = ShardOption,
+    ray: Optional[str] = RayOption,
     plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="Write log-log curves (.png or .svg)."),
     baseline: Optional[str] = typer.Option(None, "--baseline", metavar="NAME",
                                            help="Report where each block becomes cheaper than this one."),
@@ -106,15 +110,18 @@ def sweep_command(
     output: Optional[str] = OutputOption,
     registry: Optional[List[str]] = RegistryOption,
 ) -> int:
-    import dataclasses
-
     from attnzoo.build import format_shape, parse_shape
+    from attnzoo.campaign.driver import Campaign
+    from attnzoo.campaign.executors import make_executor
+    from attnzoo.campaign.rows import RowFile
+    from attnzoo.campaign.shard import parse_shard
+    from attnzoo.campaign.units import Unit
     from attnzoo.cli.common import debug_enabled
     from attnzoo.errors import ConfigError
-    from attnzoo.profiling.runner import COLUMNS, ProfileOptions
+    from attnzoo.profiling.runner import COLUMNS, ProfileOptions, unit_settings
     from attnzoo.registry import get_spec, resolve_names
     from attnzoo.output import PLOT_SUFFIXES, check_output, output_format
-    from attnzoo.sweep import RowFile, grid_shapes, parse_values, point_key
+    from attnzoo.sweep import grid_shapes, parse_values
 
     fmt = check_format(fmt)
     # Paths that cannot be written end here, before any measurement.
@@ -122,6 +129,7 @@ def sweep_command(
         raise ConfigError(f"--output {output}: a sweep writes its rows as .csv or .json")
     if plot is not None:
         check_output(plot, "--plot", PLOT_SUFFIXES)
+    part = parse_shard(shard)
     dirs = registry_dirs(registry)
     cli_overrides = parse_overrides(overrides)
     given = {k: v for k, v in (("device", device), ("dtype", dtype), ("mode", mode), ("min_time", min_time),
@@ -164,38 +172,38 @@ def sweep_command(
         grid = grid_shapes(parse_shape(shape), over, parse_values(grid_text))
         plan = [(name, point, cli_overrides) for name in resolve_names(names, dirs) for point in grid]
     settings.update(given)
-    options = ProfileOptions(raise_errors=debug_enabled(), **settings).checked()
+    options = ProfileOptions(raise_errors=debug_enabled(), **settings).checked(here=ray is None)
     specs = {name: get_spec(name, dirs) for name, _, _ in plan}
-    limit = parse_memory(max_memory) if max_memory is not None else default_max_memory(options.device)
+    limit = (parse_memory(max_memory) if max_memory is not None
+             else default_max_memory(options.device) if ray is None else None)
     if baseline is not None and baseline not in specs:
         get_spec(baseline, dirs)  # an unknown name gets the registry's "did you mean"
         raise ConfigError(f"--baseline {baseline} is not one of the swept blocks ({', '.join(specs)})")
+    if baseline is not None and part is not None:
+        raise ConfigError("--baseline needs every block's rows: with --shard, merge the parts first "
+                          "(attnzoo merge) and compare there")
 
-    if retry_failed and not resume:
-        raise ConfigError("--retry-failed goes with --resume (it measures again the failed points of --output)")
     # What the rows are measured with: a resume with anything else would mix rows measured differently.
-    record = {**{k: v for k, v in dataclasses.asdict(options).items() if k != "raise_errors"}, "over": over,
+    record = {**unit_settings(options), "over": over,
               "overrides": {f"{name} {format_shape(point)}": extra for name, point, extra in plan if extra}}
-    row_file = None
-    done: dict[tuple[str, str], dict[str, Any]] = {}
-    if output:
-        row_file = RowFile(output, output_format(output, fmt), COLUMNS)
-        if resume:
-            loaded = row_file.load()
-            record = row_file.check_settings(record)
-            kept = [row for row in loaded if not retry_failed or row.get("status") == "ok"]
-            row_file.rows = kept
-            done = {point_key(row): row for row in kept}
-            say(f"resuming: {len(done)} points already in {output}"
-                + (f", {len(loaded) - len(kept)} failed points to measure again" if retry_failed else ""))
-        elif row_file.path.exists() and row_file.path.stat().st_size > 0:
-            raise ConfigError(f"{output} exists: pass --resume to complete it, or remove it first")
-        row_file.start(keep_existing=resume)
+    units = [Unit.make("profile", name, point, unit_settings(options), extra, registry=dirs)
+             for name, point, extra in plan]
+    row_file = RowFile(output, output_format(output, fmt), COLUMNS) if output else None
+    campaign = Campaign("sweep", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
+                        keep_file=True, with_plan=ray is not None)
+    if row_file is not None and resume:
+        row_file.load()
+        record = row_file.check_settings(record)
+    executor = make_executor(ray, raise_errors=options.raise_errors)  # a Ray that cannot be reached ends here
+    campaign.open(check_rows=False)  # the settings record guards a resume, and a resume may extend the grid
+    if row_file is not None:
         row_file.save_settings(record)
-    elif resume:
-        raise ConfigError("--resume needs --output FILE (the file to complete)")
+        if resume:
+            say(f"resuming: {len(campaign.done)} points already in {output}")
+    if part is not None:
+        say(f"shard {part}: {len(campaign.selected)} of {len(campaign.units)} points")
 
-    rows = _measure(plan, specs, options, over, limit, done, row_file, output)
+    rows = _measure(campaign, executor, options, over, limit)
     results = _crossovers(rows, baseline, over, row_file) if baseline is not None else None
     return _report(rows, specs, over, fmt, output, plot, results)
 
@@ -239,55 +247,42 @@ def _estimate_mib(previous: list[dict[str, Any]], shape: tuple[int, ...], over: 
 
     estimates = []
     for metric in ("fwd_peak_mib", "train_peak_mib"):
-        pts = [(axis_value(shape_of(r), over), r.get(metric)) for r in previous
-               if r.get("status") == "ok" and r.get(metric)]
+        pts = sorted((axis_value(shape_of(r), over), r.get(metric)) for r in previous
+                     if r.get("status") == "ok" and r.get(metric))
         if len(pts) >= 2:
             estimates.append(extrapolate([p[0] for p in pts], [float(p[1]) for p in pts], axis_value(shape, over)))
     estimates = [e for e in estimates if e is not None]
     return max(estimates) if estimates else None
 
 
-def _measure(plan, specs, options, over, limit, done, row_file, output) -> list[dict[str, Any]]:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _measure(campaign, executor, options, over, limit) -> list[dict[str, Any]]:
+    """The campaign's points, each skipped (with the reason as its status) when the block's earlier points
+    put its estimated peak above ``limit``."""
+    from attnzoo.campaign.progress import CampaignProgress
+    from attnzoo.profiling.runner import blank_row, calibrate
 
-    from attnzoo.build import format_shape
-    from attnzoo.profiling.runner import blank_row, calibrate, profile_one
+    if not executor.remote:
+        calibrate(options)  # once, before the points: its failure is not a point's
+    by_block: dict[str, list[dict[str, Any]]] = {}
+    for unit in campaign.selected:
+        if unit.id in campaign.done:
+            by_block.setdefault(unit.block, []).append(campaign.done[unit.id])
 
-    calibration = calibrate(options)  # once, before the points: its failure is not a point's
-    rows: list[dict[str, Any]] = []
-    console = Console(stderr=True)
-    try:
-        with Progress(TextColumn("sweep {task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal) as bar:
-            task = bar.add_task("", total=len(plan))
-            for name, shape, overrides in plan:
-                key = (name, format_shape(shape))
-                bar.update(task, description=f"{name} {key[1]}")
-                if key in done:
-                    rows.append(done[key])
-                    bar.advance(task)
-                    continue
-                previous = [r for r in rows if r["block"] == name]
-                estimate = _estimate_mib(previous, shape, over)
-                if limit is not None and estimate is not None and estimate > limit:
-                    row = blank_row(name, key[1], options, overrides)
-                    row["status"] = (f"skipped: estimated peak {estimate:,.0f} MiB exceeds --max-memory "
-                                     f"{limit:,.0f} MiB")
-                else:
-                    row = profile_one(specs[name], shape, options, overrides, calibration)
-                rows.append(row)
-                if row_file is not None:
-                    row_file.append(row)
-                if row["status"] != "ok":
-                    say(f"attnzoo: {name} at {key[1]}: {row['status']}")
-                bar.advance(task)
-    except KeyboardInterrupt:
-        where = (f"{len(row_file.rows)} rows are in {output}; rerun the same command with --resume to finish"
-                 if row_file is not None else "nothing was saved (use --output FILE to keep rows as they finish)")
-        say(f"attnzoo: interrupted: {where}")
-        raise typer.Exit(130)
-    return rows
+    def before(unit):
+        estimate = _estimate_mib(by_block.get(unit.block, []), unit.shape, over)
+        if limit is None or estimate is None or estimate <= limit:
+            return None
+        row = blank_row(unit.block, unit.shape_text, options, unit.overrides_dict)
+        row["status"] = f"skipped: estimated peak {estimate:,.0f} MiB exceeds --max-memory {limit:,.0f} MiB"
+        return row
+
+    def on_row(row):
+        by_block.setdefault(row["block"], []).append(row)
+        if row["status"] != "ok":
+            say(f"attnzoo: {row['block']} at {row['shape']}: {row['status']}")
+
+    with CampaignProgress(len(campaign.selected), verb="sweep", every=30 if executor.remote else None) as progress:
+        return campaign.run(executor, before=before, progress=progress, on_row=on_row)
 
 
 def _report(rows, specs, over, fmt, output, plot, results=None) -> int:

@@ -56,4 +56,11 @@ ENVIRONMENT = (
     Column("cuda_version", style="text", lower_is_better=None),
     Column("attnzoo_version", style="text", lower_is_better=None),
     Column("timestamp", style="text", lower_is_better=None, describe="when the row finished (UTC, ISO 8601)"),
+    # Which unit of a campaign the row is and where it ran (attnzoo.campaign).
+    Column("unit_id", style="text", lower_is_better=None,
+           describe="the unit's id: a hash of its block, shape, settings and attnzoo version"),
+    Column("host", style="text", lower_is_better=None, describe="the machine that measured the row"),
+    Column("node", style="text", lower_is_better=None, describe="the Ray node id (empty without Ray)"),
+    Column("device_index", style="text", lower_is_better=None,
+           describe="the physical GPU on its host that Ray gave the unit (empty otherwise)"),
 )

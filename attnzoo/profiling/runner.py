@@ -45,8 +45,10 @@ class ProfileOptions:
     channels_last: bool = False  # block and 4-D inputs in channels-last memory format
     raise_errors: bool = False  # re-raise a row's error instead of recording it (for debugging)
 
-    def checked(self) -> "ProfileOptions":
-        """A copy with ``device`` resolved; raises ConfigError for a bad value."""
+    def checked(self, here: bool = True) -> "ProfileOptions":
+        """A copy with ``device`` resolved; raises ConfigError for a bad value. With ``here`` False (the units
+        run on other machines) the values are checked but the device is left as given, for the machine that
+        measures to resolve."""
         import torch
 
         if self.mode not in MODES:
@@ -67,6 +69,10 @@ class ProfileOptions:
             raise ConfigError(f"--amp autocasts float32 weights to a half type; it cannot autocast --dtype {self.dtype} "
                               "(use --dtype float32 with --amp, or --dtype alone)")
         device = self.device.strip().lower()
+        if not here:
+            if device != "auto" and device.split(":")[0] not in ("cpu", "cuda"):
+                raise ConfigError(f"device '{self.device}' is not one of cpu, cuda, cuda:N, auto")
+            return dataclasses.replace(self, device=device)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
@@ -257,6 +263,43 @@ def _status(exc: BaseException, stage: str) -> str:
     return f"error: {stage} failed: {type(exc).__name__}: {detail}"
 
 
+def unit_settings(options: ProfileOptions) -> dict[str, Any]:
+    """The settings a profile unit carries (and its id is derived from): every option but --debug's."""
+    return {key: value for key, value in dataclasses.asdict(options).items() if key != "raise_errors"}
+
+
+def plan_units(names: Iterable[str], shapes: Iterable[str | Sequence[int]], options: ProfileOptions,
+               overrides: Mapping[str, Any] | None = None, registry: Sequence[str | os.PathLike] = ()) -> list:
+    """The units of a profile: every block in ``names`` (names or wildcards) at every shape, in that order.
+    ``options`` must be checked. Raises AttnzooError for an unknown block or a malformed shape."""
+    from attnzoo.build import parse_shape
+    from attnzoo.campaign.units import Unit
+    from attnzoo.registry import resolve_names
+
+    names = list(names)
+    if not names:
+        raise ConfigError("no block names given")
+    resolved = resolve_names(names, registry)
+    dims = [parse_shape(shape) for shape in shapes]
+    if not dims:
+        raise ShapeError("no shape given: pass --shape B,C,H,W (or B,N,C for token blocks)")
+    settings = unit_settings(options)
+    return [Unit.make("profile", name, shape, settings, overrides, registry=[str(r) for r in registry])
+            for name in resolved for shape in dims]
+
+
+def run_unit(unit, context) -> dict[str, Any]:
+    """Measure one profile unit (attnzoo.campaign's runner for units of kind "profile")."""
+    from attnzoo.registry import get_spec
+
+    options = ProfileOptions(**unit.settings_dict, raise_errors=context.raise_errors)
+    if options.threads is None and context.threads is not None:
+        options = dataclasses.replace(options, threads=context.threads)
+    options = options.checked()  # the device resolved where the unit runs (a no-op for units planned here)
+    calibration = context.calibration(options) if context.calibration is not None else None
+    return profile_one(get_spec(unit.block, unit.registry), unit.shape, options, unit.overrides_dict, calibration)
+
+
 def profile_rows(names: Iterable[str], shapes: Iterable[str | Sequence[int]], options: ProfileOptions | None = None,
                  overrides: Mapping[str, Any] | None = None, registry: Sequence[str | os.PathLike] = (),
                  on_start: Callable[[str, str], None] | None = None) -> "RowIterator":
@@ -265,29 +308,21 @@ def profile_rows(names: Iterable[str], shapes: Iterable[str | Sequence[int]], op
     Names, shapes and options are checked now (raising AttnzooError); the returned iterator then measures
     one row per ``next``. ``on_start(block, shape)`` is called before each row (for progress).
     """
-    from attnzoo.build import format_shape, parse_shape
-    from attnzoo.registry import get_spec, resolve_names
+    from attnzoo.campaign.executors import Local
 
-    names = list(names)
-    if not names:
-        raise ConfigError("no block names given")
-    resolved = resolve_names(names, registry)
-    specs = [get_spec(name, registry) for name in resolved]
-    dims = [parse_shape(shape) for shape in shapes]
-    if not dims:
-        raise ShapeError("no shape given: pass --shape B,C,H,W (or B,N,C for token blocks)")
     checked = (options or ProfileOptions()).checked()
-    overrides = dict(overrides or {})
-    calibration = calibrate(checked)
+    units = plan_units(names, shapes, checked, overrides, registry)
+    calibrate(checked)  # before the rows: its failure is the profiler's, not a row's
 
-    def rows() -> Iterator[dict[str, Any]]:
-        for spec in specs:
-            for shape in dims:
-                if on_start is not None:
-                    on_start(spec.name, format_shape(shape))
-                yield profile_one(spec, shape, checked, overrides, calibration)
+    class _Start:
+        def started(self, unit) -> None:
+            if on_start is not None:
+                on_start(unit.block, unit.shape_text)
 
-    return RowIterator(rows(), total=len(specs) * len(dims))
+        def finished(self, unit, row) -> None:
+            pass
+
+    return RowIterator(Local(raise_errors=checked.raise_errors).run(units, progress=_Start()), total=len(units))
 
 
 class RowIterator(Iterator[dict]):
@@ -316,4 +351,4 @@ def to_frame(rows: Iterable[Mapping[str, Any]]):
 
 
 __all__ = ["COLUMNS", "COMPILE_MODES", "DTYPES", "MODES", "ProfileOptions", "ProfilerError", "RowIterator", "blank_row",
-           "calibrate", "failed", "profile_one", "profile_rows", "to_frame"]
+           "calibrate", "failed", "plan_units", "profile_one", "profile_rows", "run_unit", "to_frame", "unit_settings"]
