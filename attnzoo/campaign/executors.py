@@ -87,7 +87,14 @@ def make_executor(ray_address: str | None, raise_errors: bool = False, **ray_opt
     this process (None)."""
     if ray_address is None:
         return Local(raise_errors=raise_errors)
-    from attnzoo.campaign.ray_executor import RayExecutor
+    try:
+        from attnzoo.campaign.ray_executor import RayExecutor
+    except ModuleNotFoundError as exc:
+        if exc.name != "attnzoo.campaign.ray_executor":
+            raise
+        from attnzoo.errors import ConfigError
+
+        raise ConfigError("--ray is not available in this build of attnzoo yet; use --shard I/N") from None
 
     return RayExecutor(ray_address, raise_errors=raise_errors, **ray_options)
 
