@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from attnzoo.errors import CardError, ConfigError, UnknownBlockError
+from attnzoo.networks.cards import PLACEMENTS
 
 FAMILIES = ("channel", "spatial", "channel+spatial", "self-attention", "local", "axial", "linear", "external", "fusion",
             "conv")
@@ -29,7 +30,7 @@ ENV_VAR = "ATTNZOO_REGISTRY"
 _REQUIRED = {"name": str, "title": str, "paper": str, "url": str, "family": str, "layout": str, "target": str,
              "complexity": str}
 _OPTIONAL = {"inputs": int, "input_shapes": list, "output_shape": str, "args": dict, "macs_exponent": (int, float),
-             "notes": str, "repeat_input": int, "forward_args": dict, "macs": str}
+             "notes": str, "repeat_input": int, "forward_args": dict, "macs": str, "placements": list}
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class BlockSpec:
     # MACs of one forward as an expression over B, C, H, W, N and the constructor arguments
     # ("B*2*channels*(channels//reduction)"); checked against the counter by the tests.
     macs: str = ""
+    # Where the block goes in a network (attnzoo.networks.cards.PLACEMENTS), in order of preference; empty:
+    # its family's placements (attnzoo.networks.cards.block_placements).
+    placements: tuple[str, ...] = ()
     notes: str = ""
     source: str = ""
 
@@ -68,7 +72,8 @@ class BlockSpec:
                 "target": self.target, "args": dict(self.args), "repeat_input": self.repeat_input,
                 "forward_args": dict(self.forward_args), "input_shapes": list(self.input_shapes),
                 "output_shape": self.output_shape,
-                "macs_exponent": self.macs_exponent, "macs": self.macs, "notes": self.notes, "source": self.source}
+                "macs_exponent": self.macs_exponent, "macs": self.macs, "placements": list(self.placements),
+                "notes": self.notes, "source": self.source}
 
 
 def bundled_registry_dir() -> Path:
@@ -106,6 +111,9 @@ def _validate(data: dict[str, Any], path: Path) -> BlockSpec:
     input_shapes = tuple(data.get("input_shapes", ()))
     if input_shapes and (len(input_shapes) != inputs or not all(isinstance(s, str) for s in input_shapes)):
         raise CardError(f"{where}: field 'input_shapes' must list one shape string per input ({inputs})")
+    placements = tuple(data.get("placements", ()))
+    if any(p not in PLACEMENTS for p in placements):
+        raise CardError(f"{where}: field 'placements' must list some of {', '.join(PLACEMENTS)}")
     name = data["name"]
     if name != name.strip().lower() or " " in name:
         raise CardError(f"{where}: field 'name' must be lower-case without spaces")
@@ -113,7 +121,7 @@ def _validate(data: dict[str, Any], path: Path) -> BlockSpec:
                      layout=data["layout"], target=data["target"], complexity=data["complexity"], inputs=inputs,
                      input_shapes=input_shapes, output_shape=data.get("output_shape", ""), args=dict(data.get("args", {})),
                      repeat_input=repeat_input, forward_args=dict(data.get("forward_args", {})),
-                     macs_exponent=data.get("macs_exponent"), macs=data.get("macs", ""), notes=data.get("notes", ""), source=str(path))
+                     macs_exponent=data.get("macs_exponent"), macs=data.get("macs", ""), placements=placements, notes=data.get("notes", ""), source=str(path))
 
 
 def load_card(path: Path) -> BlockSpec:

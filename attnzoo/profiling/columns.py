@@ -41,6 +41,28 @@ IDENTITY = (
     Column("status", style="text", label="status", lower_is_better=None),
 )
 
+# A row of a network (``--network``): which network, how its blocks were placed, how many. Empty for a block.
+NETWORK = (
+    Column("network", style="text", label="network", lower_is_better=None, describe="the network the block is in"),
+    Column("placement", style="text", label="placement", lower_is_better=None,
+           describe="where the blocks are (residual, stage, replace-conv, mobilenet-v2, token-mixer)"),
+    Column("stages", style="text", lower_is_better=None, describe="the stages that hold blocks, e.g. 1,2,3,4"),
+    Column("inserted", label="blocks", lower_is_better=None, describe="how many blocks were placed"),
+)
+
+# A network row against the plain network's row (block = none) of the same run, shape and settings, and the
+# placed blocks' share of the network's cost.
+NETWORK_DELTAS = (
+    Column("added_params", label="+params", style="si", describe="parameters added to the plain network"),
+    Column("added_macs", label="+MACs", style="si", describe="MACs added to the plain network"),
+    Column("added_fwd_ms", unit="ms", label="+fwd ms", describe="forward time added to the plain network's"),
+    Column("added_train_ms", unit="ms", label="+train ms", describe="training-step time added to the plain network's"),
+    Column("attn_macs_share", label="attn MACs", lower_is_better=None,
+           describe="the placed blocks' share of the network's MACs (0-1)"),
+    Column("attn_time_share", label="attn time", lower_is_better=None,
+           describe="the placed blocks' share of an eager forward's time (0-1), timed by hooks"),
+)
+
 # Where and how the row was measured: enough to match two files and tell them apart.
 ENVIRONMENT = (
     Column("mode", style="text", lower_is_better=None, describe="infer, train or both"),

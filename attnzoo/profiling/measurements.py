@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from attnzoo.profiling.columns import ENVIRONMENT, IDENTITY, Column
+from attnzoo.profiling.columns import ENVIRONMENT, IDENTITY, NETWORK, NETWORK_DELTAS, Column
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ def _macs(prepared, calibration, row) -> dict[str, Any]:
 
     with prepared.autocast():
         count = count_macs(prepared.eager, prepared.inputs)
+    prepared.macs_by_module = count.by_module  # for a network's attention share
     return {"macs": count.macs, "flops": count.flops, "uncounted_ops": "; ".join(count.uncounted),
             "counter": count.counter}
 
@@ -126,6 +127,12 @@ def _roofline(prepared, calibration, row) -> dict[str, Any]:
     return roofline(row.get("flops"), row.get("bytes_min"), row.get("fwd_ms"), calibration)
 
 
+def _network():
+    from attnzoo.profiling import networks
+
+    return networks
+
+
 def _compile_time(prepared, calibration, row) -> dict[str, Any]:
     return {"compile_s": prepared.compile_s}
 
@@ -187,10 +194,14 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         Column("train_peak_mib", unit="MiB", label="train MiB", metric=True,
                describe="training step peak memory: above inputs and weights"),
     ), "train", lambda p, c, r: _memory(p, c, r, train=True)),
+    # Network rows only (their columns are NETWORK_DELTAS): the placed blocks' share of the network's cost.
+    Measurement("attention share of MACs", (), "any", lambda p, c, r: _network().attention_macs(p, c, r)),
+    Measurement("attention share of time", (), "infer", lambda p, c, r: _network().attention_time(p, c, r)),
 )
 
 #: Every column of a row, in order: identity, measurements, environment.
-ALL_COLUMNS: tuple[Column, ...] = IDENTITY + tuple(c for m in MEASUREMENTS for c in m.columns) + ENVIRONMENT
+ALL_COLUMNS: tuple[Column, ...] = (IDENTITY + NETWORK + tuple(c for m in MEASUREMENTS for c in m.columns)
+                                   + NETWORK_DELTAS + ENVIRONMENT)
 COLUMNS: tuple[str, ...] = tuple(c.name for c in ALL_COLUMNS)
 BY_NAME: dict[str, Column] = {c.name: c for c in ALL_COLUMNS}
 #: Costs that grow with the input: what sweeps fit and plot.

@@ -61,6 +61,10 @@ class Prepared:
     options: Any  # the checked ProfileOptions
     batch: int
     compile_s: float | None = None
+    # A network row: the qualified names of the placed blocks (empty for a block row), and their MACs by module.
+    attention: tuple[str, ...] = ()
+    macs_by_module: dict[str, int] = field(default_factory=dict)
+    network_fields: dict[str, Any] = field(default_factory=dict)  # network, placement, stages, inserted
     _train: tuple[Callable[[], None], Callable[[], None]] | None = field(default=None, repr=False)
 
     @property
@@ -121,22 +125,35 @@ def _timed(fn: Callable[[], Any], device: str) -> float:
     return time.perf_counter() - start
 
 
-def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | None = None) -> Prepared:
+def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | None = None,
+            network=None) -> Prepared:
     """Build ``spec`` at ``shape`` for ``options`` (checked ProfileOptions) and run it once in every mode
     the row will measure, so that a failure of the block surfaces here as :class:`BlockFailure` (and
-    compilation happens here, timed, outside the measurements)."""
+    compilation happens here, timed, outside the measurements). With ``network`` (a
+    :class:`attnzoo.networks.build.NetworkPlan`) the module is that network at input ``shape`` with
+    ``spec``'s block placed in it (``spec`` None: the plain network)."""
     from attnzoo.build import create
 
+    attention: tuple[str, ...] = ()
+    fields: dict[str, Any] = {}
     try:
-        eager, inputs = create(spec, shape, dict(overrides or {}), device=options.device,
-                               dtype=options.torch_dtype, seed=options.seed)
+        if network is not None:
+            placed = network.create(spec, shape, overrides, device=options.device, dtype=options.torch_dtype,
+                                    seed=options.seed)
+            eager, inputs, attention = placed.model, placed.inputs, tuple(placed.blocks)
+            fields = {"network": placed.network, "placement": placed.placement,
+                      "stages": ",".join(map(str, placed.stages)), "inserted": len(placed.blocks)}
+        else:
+            eager, inputs = create(spec, shape, dict(overrides or {}), device=options.device,
+                                   dtype=options.torch_dtype, seed=options.seed)
     except Exception as exc:  # noqa: BLE001  (ShapeError / ConfigError are the block's; anything else too)
         raise BlockFailure("build", exc) from exc
     if options.channels_last:
         eager = eager.to(memory_format=torch.channels_last)
         inputs = tuple(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs)
     eager.eval()
-    prepared = Prepared(eager=eager, module=eager, inputs=inputs, options=options, batch=int(shape[0]))
+    prepared = Prepared(eager=eager, module=eager, inputs=inputs, options=options, batch=int(shape[0]),
+                        attention=attention, network_fields=fields)
     try:
         with torch.inference_mode():
             prepared.forward()  # fails here, with the block's own message, when it cannot take the shape

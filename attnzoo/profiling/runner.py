@@ -217,9 +217,11 @@ class _threads:
 
 
 def profile_one(spec, shape: Sequence[int], options: ProfileOptions, overrides: Mapping[str, Any] | None = None,
-                calibration: Calibration | None = None) -> dict[str, Any]:
+                calibration: Calibration | None = None, network=None) -> dict[str, Any]:
     """Measure one block at one shape. ``options`` must have gone through :meth:`ProfileOptions.checked`;
-    ``calibration`` defaults to :func:`calibrate` (cached).
+    ``calibration`` defaults to :func:`calibrate` (cached). With ``network`` (an
+    :class:`attnzoo.networks.build.NetworkPlan`) the row is that network with the block placed in it
+    (``spec`` None: the plain network, block "none"), and ``shape`` is the network's input.
 
     A failure of the block (build, forward, training step, compilation, out of memory) is the row's
     ``status``; any other failure inside a measurement is a bug of attnzoo's and raises ProfilerError.
@@ -230,10 +232,12 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions, overrides: 
     if calibration is None and options.mode != "train":
         calibration = calibrate(options)
     with _threads(options.threads):
-        row = blank_row(spec.name, format_shape(shape), options, overrides)
+        name = spec.name if spec is not None else "none"
+        row = blank_row(name, format_shape(shape), options, overrides)
         prepared = None
         try:
-            prepared = prepare(spec, shape, options, overrides)
+            prepared = prepare(spec, shape, options, overrides, network)
+            row.update(prepared.network_fields)
             for measurement in MEASUREMENTS:
                 if not measurement.wanted(options.mode):
                     continue
@@ -242,7 +246,7 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions, overrides: 
                 except Exception as exc:  # noqa: BLE001
                     if _is_oom(exc):
                         raise BlockFailure(measurement.name, exc) from exc
-                    raise ProfilerError(f"{measurement.name} failed for {spec.name} at {row['shape']}: "
+                    raise ProfilerError(f"{measurement.name} failed for {name} at {row['shape']}: "
                                         f"{type(exc).__name__}: {_one_line(exc)}") from exc
         except BlockFailure as failure:
             if options.raise_errors:
@@ -269,21 +273,30 @@ def unit_settings(options: ProfileOptions) -> dict[str, Any]:
 
 
 def plan_units(names: Iterable[str], shapes: Iterable[str | Sequence[int]], options: ProfileOptions,
-               overrides: Mapping[str, Any] | None = None, registry: Sequence[str | os.PathLike] = ()) -> list:
+               overrides: Mapping[str, Any] | None = None, registry: Sequence[str | os.PathLike] = (),
+               networks: Sequence[str] = (), placement: str | None = None,
+               stages: str | Sequence[int] | None = None) -> list:
     """The units of a profile: every block in ``names`` (names or wildcards) at every shape, in that order.
-    ``options`` must be checked. Raises AttnzooError for an unknown block or a malformed shape."""
+    ``options`` must be checked. Raises AttnzooError for an unknown block or a malformed shape. With
+    ``networks`` (names or wildcards): network units (attnzoo.profiling.networks.plan_network_units)."""
     from attnzoo.build import parse_shape
     from attnzoo.campaign.units import Unit
     from attnzoo.registry import resolve_names
 
     names = list(names)
-    if not names:
+    if not names and not networks:
         raise ConfigError("no block names given")
     resolved = resolve_names(names, registry)
     dims = [parse_shape(shape) for shape in shapes]
     if not dims:
         raise ShapeError("no shape given: pass --shape B,C,H,W (or B,N,C for token blocks)")
     settings = unit_settings(options)
+    if networks:
+        from attnzoo.profiling.networks import plan_network_units
+
+        return plan_network_units(names, resolved, dims, networks, placement, stages, settings, overrides, registry)
+    if placement is not None or stages is not None:
+        raise ConfigError("--placement and --stages need --network")
     return [Unit.make("profile", name, shape, settings, overrides, registry=[str(r) for r in registry])
             for name in resolved for shape in dims]
 
@@ -297,21 +310,29 @@ def run_unit(unit, context) -> dict[str, Any]:
         options = dataclasses.replace(options, threads=context.threads)
     options = options.checked()  # the device resolved where the unit runs (a no-op for units planned here)
     calibration = context.calibration(options) if context.calibration is not None else None
+    if unit.network is not None:
+        from attnzoo.profiling.networks import run_network_unit
+
+        return run_network_unit(unit, options, calibration)
     return profile_one(get_spec(unit.block, unit.registry), unit.shape, options, unit.overrides_dict, calibration)
 
 
 def profile_rows(names: Iterable[str], shapes: Iterable[str | Sequence[int]], options: ProfileOptions | None = None,
                  overrides: Mapping[str, Any] | None = None, registry: Sequence[str | os.PathLike] = (),
-                 on_start: Callable[[str, str], None] | None = None) -> "RowIterator":
+                 on_start: Callable[[str, str], None] | None = None, networks: Sequence[str] = (),
+                 placement: str | None = None, stages: str | Sequence[int] | None = None) -> "RowIterator":
     """Rows for every block in ``names`` (names or wildcards) at every shape, in that order.
 
     Names, shapes and options are checked now (raising AttnzooError); the returned iterator then measures
-    one row per ``next``. ``on_start(block, shape)`` is called before each row (for progress).
+    one row per ``next``. ``on_start(block, shape)`` is called before each row (for progress). With
+    ``networks`` (names or wildcards) the rows are network rows (attnzoo.profiling.networks): per network
+    and shape, the plain network's row, then one per block placed by ``placement`` in ``stages``, with the
+    differences to the plain row.
     """
     from attnzoo.campaign.executors import Local
 
     checked = (options or ProfileOptions()).checked()
-    units = plan_units(names, shapes, checked, overrides, registry)
+    units = plan_units(names, shapes, checked, overrides, registry, networks, placement, stages)
     calibrate(checked)  # before the rows: its failure is the profiler's, not a row's
 
     class _Start:
@@ -322,7 +343,12 @@ def profile_rows(names: Iterable[str], shapes: Iterable[str | Sequence[int]], op
         def finished(self, unit, row) -> None:
             pass
 
-    return RowIterator(Local(raise_errors=checked.raise_errors).run(units, progress=_Start()), total=len(units))
+    rows = Local(raise_errors=checked.raise_errors).run(units, progress=_Start())
+    if networks:
+        from attnzoo.profiling.networks import with_deltas
+
+        rows = with_deltas(rows)
+    return RowIterator(rows, total=len(units))
 
 
 class RowIterator(Iterator[dict]):
@@ -340,7 +366,9 @@ class RowIterator(Iterator[dict]):
 
 
 def failed(row: Mapping[str, Any]) -> bool:
-    return row.get("status") != OK
+    """A row that could not run; a ``skipped`` row (a block a network cannot hold) is not a failure."""
+    status = str(row.get("status"))
+    return status != OK and not status.startswith("skipped")
 
 
 def to_frame(rows: Iterable[Mapping[str, Any]]):

@@ -1,0 +1,191 @@
+"""Network cards: one TOML file per backbone under ``registry/networks/``, read without importing torch.
+
+A network card names a builder (``package.module:callable``) and the keywords it takes; a string keyword may
+be an expression over the input's ``H`` and ``W`` (a ViT's ``image_size = "H"``), resolved at the input
+shape. ``placements`` lists the placements (:mod:`attnzoo.networks.placements`) that find their places in
+the network, the first being the network's default. User cards live in a ``networks/`` folder inside any
+registry folder (``--registry DIR`` or ``ATTNZOO_REGISTRY``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import tomllib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from attnzoo.errors import CardError, UnknownBlockError
+
+#: Every placement attnzoo knows, with the paper whose position it follows (see placements.py).
+PLACEMENTS: dict[str, str] = {
+    "residual": "after the residual branch's last BatchNorm, before the addition (SENet Fig. 3, CBAM, ECA, "
+                "SGE, SA-Net, triplet, SimAM, GCNet; timm's attn_layer)",
+    "stage": "after a stage of residual units, on its output (BAM: after stages 1, 2 and 3)",
+    "replace-conv": "in place of the residual unit's 3x3 convolution, a 3x3 average pool taking its stride "
+                    "(SKNet, ResNeSt, EPSANet, CoTNet)",
+    "mobilenet-v2": "in each inverted residual with an expansion, after the depthwise 3x3 + BN + ReLU6, before "
+                    "the 1x1 projection (coordinate attention's mbv2_ca.py)",
+    "token-mixer": "in place of self-attention in every encoder layer of a ViT (MetaFormer, PoolFormer)",
+}
+
+_REQUIRED = {"name": str, "title": str, "paper": str, "url": str, "builder": str}
+_OPTIONAL = {"args": dict, "placements": list, "input": str, "params": int, "multiple": int, "square": bool,
+             "notes": str}
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """One validated network card."""
+
+    name: str
+    title: str
+    paper: str
+    url: str
+    builder: str  # "torchvision.models:resnet50"
+    args: dict[str, Any] = field(default_factory=dict)
+    placements: tuple[str, ...] = ()
+    input: str = "1,3,224,224"  # the input shape info's example uses
+    params: int | None = None  # the builder's parameter count at the default input, as its docs state
+    multiple: int = 1  # H and W must be multiples of this (a ViT's patch size)
+    square: bool = False  # H must equal W (torchvision's VisionTransformer)
+    notes: str = ""
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "paper": self.paper, "url": self.url,
+                "builder": self.builder, "args": dict(self.args), "placements": list(self.placements),
+                "input": self.input, "params": self.params, "multiple": self.multiple, "square": self.square,
+                "notes": self.notes, "source": self.source}
+
+
+def _validate(data: dict[str, Any], path: Path) -> NetworkSpec:
+    for key, kind in _REQUIRED.items():
+        if not isinstance(data.get(key), kind) or not data[key].strip():
+            raise CardError(f"{path}: field '{key}' must be a non-empty string")
+    for key, kind in _OPTIONAL.items():
+        if key in data and (not isinstance(data[key], kind) or (kind is not bool and isinstance(data[key], bool))):
+            raise CardError(f"{path}: field '{key}' has the wrong type ({type(data[key]).__name__})")
+    unknown = set(data) - set(_REQUIRED) - set(_OPTIONAL)
+    if unknown:
+        raise CardError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
+    if ":" not in data["builder"]:
+        raise CardError(f"{path}: field 'builder' must look like 'package.module:callable'")
+    placements = tuple(data.get("placements", ()))
+    bad = [p for p in placements if p not in PLACEMENTS]
+    if bad or not placements:
+        raise CardError(f"{path}: field 'placements' must list some of {', '.join(PLACEMENTS)}"
+                        + (f" (not {', '.join(map(str, bad))})" if bad else ""))
+    name = data["name"]
+    if name != name.strip().lower() or " " in name:
+        raise CardError(f"{path}: field 'name' must be lower-case without spaces")
+    return NetworkSpec(name=name, title=data["title"], paper=data["paper"], url=data["url"], builder=data["builder"],
+                       args=dict(data.get("args", {})), placements=placements, input=data.get("input", "1,3,224,224"),
+                       params=data.get("params"), multiple=max(1, data.get("multiple", 1)),
+                       square=data.get("square", False), notes=data.get("notes", ""), source=str(path))
+
+
+def network_dirs(extra: Iterable[str | os.PathLike] = ()) -> tuple[Path, ...]:
+    """The ``networks/`` folder of every registry folder that has one (the bundled one always)."""
+    from attnzoo.registry import registry_dirs
+
+    folders = [d / "networks" for d in registry_dirs(extra)]
+    return tuple(f for i, f in enumerate(folders) if i == 0 or f.is_dir())
+
+
+@lru_cache(maxsize=8)
+def _load(dirs: tuple[Path, ...]) -> dict[str, NetworkSpec]:
+    specs: dict[str, NetworkSpec] = {}
+    for folder in dirs:
+        for path in sorted(folder.glob("*.toml")):
+            try:
+                with open(path, "rb") as handle:
+                    spec = _validate(tomllib.load(handle), path)
+            except tomllib.TOMLDecodeError as exc:
+                raise CardError(f"{path}: not valid TOML ({exc})") from None
+            if spec.name in specs:
+                raise CardError(f"{path}: duplicate network name '{spec.name}' (also in {specs[spec.name].source})")
+            specs[spec.name] = spec
+    return specs
+
+
+def all_networks(extra_dirs: Iterable[str | os.PathLike] = ()) -> dict[str, NetworkSpec]:
+    return _load(network_dirs(extra_dirs))
+
+
+def list_networks(pattern: str = "*", extra_dirs: Iterable[str | os.PathLike] = ()) -> list[NetworkSpec]:
+    return [s for n, s in sorted(all_networks(extra_dirs).items()) if fnmatch.fnmatchcase(n, pattern)]
+
+
+def get_network(name: str, extra_dirs: Iterable[str | os.PathLike] = ()) -> NetworkSpec:
+    """The network card called ``name``; an unknown name raises UnknownBlockError with the closest names."""
+    specs = all_networks(extra_dirs)
+    if name in specs:
+        return specs[name]
+    close = difflib.get_close_matches(name, list(specs), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; see 'attnzoo list --networks'"
+    raise UnknownBlockError(f"unknown network '{name}'{hint}")
+
+
+def resolve_networks(patterns: Iterable[str], extra_dirs: Iterable[str | os.PathLike] = ()) -> list[NetworkSpec]:
+    """Names and wildcards to network cards, in order, without repeats."""
+    found: list[NetworkSpec] = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            matched = list_networks(pattern, extra_dirs)
+            if not matched:
+                raise UnknownBlockError(f"no network matches '{pattern}'; see 'attnzoo list --networks'")
+        else:
+            matched = [get_network(pattern, extra_dirs)]
+        found += [m for m in matched if m not in found]
+    return found
+
+
+def block_placements(spec) -> tuple[str, ...]:
+    """The placements a block card supports, in order of preference: the card's ``placements`` field, else
+    its family's. A block of two inputs, or whose output is not shaped like its input, has none."""
+    if spec.inputs != 1:
+        return ()
+    if spec.placements:
+        return tuple(spec.placements)
+    if spec.output_shape:
+        return ()
+    if spec.layout == "BNC":
+        return ("token-mixer",)
+    if spec.family in ("channel", "spatial", "channel+spatial"):
+        return ("residual", "mobilenet-v2", "stage", "token-mixer")
+    return ("residual", "token-mixer")
+
+
+def why_no_placement(spec) -> str:
+    if spec.inputs != 1:
+        return f"{spec.name} takes {spec.inputs} inputs; a network has one tensor at each place"
+    return f"{spec.name} changes its output's shape ({spec.output_shape}); a placement needs the input's shape back"
+
+
+def choose_placement(block, network: NetworkSpec, asked: str | None = None) -> tuple[str | None, str]:
+    """The placement of ``block`` (a BlockSpec) in ``network``: ``asked`` if both support it, else the first
+    of the block's that the network offers. Returns ``(placement, "")`` or ``(None, why not)``."""
+    supported = block_placements(block)
+    if not supported:
+        return None, why_no_placement(block)
+    if asked is not None:
+        if asked not in PLACEMENTS:
+            raise UnknownBlockError(f"unknown placement '{asked}'; expected one of {', '.join(PLACEMENTS)}")
+        if asked not in network.placements:
+            return None, f"{network.name} offers {', '.join(network.placements)}, not {asked}"
+        if asked not in supported:
+            return None, f"{block.name} takes the placements {', '.join(supported)}, not {asked}"
+        return asked, ""
+    for placement in supported:
+        if placement in network.placements:
+            return placement, ""
+    return None, (f"{block.name} takes the placements {', '.join(supported)}; {network.name} offers "
+                  f"{', '.join(network.placements)}")
+
+
+__all__ = ["PLACEMENTS", "NetworkSpec", "all_networks", "block_placements", "choose_placement", "get_network",
+           "list_networks", "network_dirs", "resolve_networks"]
