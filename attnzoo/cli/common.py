@@ -107,3 +107,26 @@ def ray_argument(args: List[str]) -> List[str]:
             if following is None or not (":" in following or following in ("auto", LOCAL_RAY)):
                 fixed.append(LOCAL_RAY)
     return fixed
+
+
+# Blocks inside networks, shared by profile and sweep (attnzoo.networks).
+NetworkOption = typer.Option(
+    None, "--network", metavar="NET",
+    help="Place the blocks in this network (repeatable, wildcards): the shape is its input, B,3,H,W; "
+         "each network also gets its plain row (block none). See 'attnzoo list --networks'.")
+PlacementOption = typer.Option(
+    None, "--placement", metavar="NAME",
+    help="With --network: residual, stage, replace-conv, mobilenet-v2 or token-mixer (default: each block's first "
+         "that the network offers).")
+StagesOption = typer.Option(None, "--stages", metavar="3,4", help="With --network: only these stages hold blocks.")
+
+
+def network_options(network: Optional[List[str]], placement: Optional[str], stages: Optional[str]) -> dict:
+    """The network keywords of profile_rows given on the command line (empty when there is no --network)."""
+    from attnzoo.errors import ConfigError
+
+    if not network:
+        if placement is not None or stages is not None:
+            raise ConfigError("--placement and --stages need --network")
+        return {}
+    return {"networks": list(network), "placement": placement, "stages": stages}

@@ -12,9 +12,9 @@ import typer
 
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
-                                DtypeOption, FormatOption, OutputOption, RayOption, RegistryOption, RetryFailedOption,
-                                SetOption, ShardOption, ThreadsOption, check_format, mode_settings, parse_overrides,
-                                registry_dirs, say)
+                                DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
+                                RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
+                                check_format, mode_settings, network_options, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
     'Profile blocks: parameters, MACs / FLOPs, latency and peak memory, one row per block and shape.',
@@ -140,6 +140,9 @@ def profile_command(
     fmt: str = FormatOption,
     output: Optional[str] = OutputOption,
     registry: Optional[List[str]] = RegistryOption,
+    network: Optional[List[str]] = NetworkOption,
+    placement: Optional[str] = PlacementOption,
+    stages: Optional[str] = StagesOption,
 ) -> int:
     from attnzoo.campaign.shard import parse_shard
     from attnzoo.cli.common import debug_enabled
@@ -168,19 +171,24 @@ def profile_command(
         check_blocks(loaded, dirs)
         settings = {**loaded.options, **given}
         title = f"attnzoo profile: {loaded.title}"
-        plans = [(run.blocks, run.shapes, {**run.overrides, **cli_overrides}) for run in loaded.runs]
+        if network or placement or stages:
+            raise ConfigError("--suite takes its networks from the suite: give no --network, --placement or --stages")
+        plans = [(run.blocks, run.shapes, {**run.overrides, **cli_overrides}, run.network_options)
+                 for run in loaded.runs]
     else:
         settings = given
         patterns = list(names or []) + (["*"] if all_blocks else [])
-        if not patterns:
+        if not patterns and not network:
             raise ConfigError("name at least one block (or --all, or --suite NAME); see 'attnzoo list'")
-        plans = [(patterns, list(shape or []), cli_overrides)]
+        plans = [(patterns, list(shape or []), cli_overrides, network_options(network, placement, stages))]
     options = ProfileOptions(raise_errors=debug_enabled(), **settings)
     if depth < 1:
         raise ConfigError(f"--depth must be at least 1, got {depth}")
     if by_module:
         if part is not None or ray is not None or resume:
             raise ConfigError("--by-module runs here, whole: it takes no --shard, --ray or --resume")
+        if any(plan[3] for plan in plans):
+            raise ConfigError("--by-module lists a block's submodules; it does not take --network")
         return _by_module(plans, options.checked(), depth, dirs, fmt, output)
     if plot is not None:
         from attnzoo.output import PLOT_SUFFIXES, check_output
@@ -190,8 +198,10 @@ def profile_command(
             raise ConfigError("--plot draws the ceilings of this machine: it does not go with --ray")
     rows = _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt)
     bad = [row for row in rows if failed(row)]
-    for row in bad:
-        say(f"attnzoo: {row['block']} at {row['shape']}: {row['status']}")
+    for row in rows:
+        if row["status"] != "ok":
+            where = f" in {row['network']}" if row.get("network") else ""
+            say(f"attnzoo: {row['block']}{where} at {row['shape']}: {row['status']}")
     if fmt == "table" and len(bad) < len(rows):  # with --output x.csv the table still shows on the terminal
         shown, columns = _table_rows(rows)
         render(shown, "table", columns=columns, title=title, caption=_caption(rows),
@@ -219,7 +229,7 @@ def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]
     from attnzoo.registry import get_spec, resolve_names
 
     jobs = [(get_spec(name, dirs), parse_shape(s), run_overrides)
-            for blocks, shapes, run_overrides in plans for name in resolve_names(blocks, dirs) for s in shapes]
+            for blocks, shapes, run_overrides, _ in plans for name in resolve_names(blocks, dirs) for s in shapes]
     if not jobs:
         raise ConfigError("--by-module needs a block and a --shape")
     rows, failures = [], 0
@@ -253,8 +263,8 @@ def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output,
     if resume and output is not None and file_fmt == "table":
         raise ConfigError(f"--resume completes a file of rows: --output {output} must be .csv or .json")
     checked = options.checked(here=ray is None)
-    units = [unit for blocks, shapes, run_overrides in plans
-             for unit in plan_units(blocks, shapes, checked, run_overrides, dirs)]
+    units = [unit for blocks, shapes, run_overrides, in_networks in plans
+             for unit in plan_units(blocks, shapes, checked, run_overrides, dirs, **in_networks)]
     row_file = RowFile(output, file_fmt, COLUMNS) if output is not None and file_fmt != "table" else None
     campaign = Campaign("profile", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
                         with_plan=ray is not None)
@@ -267,4 +277,10 @@ def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output,
     if not executor.remote:
         calibrate(checked)  # before the rows: its failure is the profiler's, not a row's
     with CampaignProgress(len(campaign.selected), every=30 if executor.remote else None) as progress:
-        return campaign.run(executor, progress=progress)
+        rows = campaign.run(executor, progress=progress)
+    from attnzoo.profiling.networks import add_network_deltas
+
+    if add_network_deltas(rows) and row_file is not None:  # the plain network's row may have come after
+        row_file.rows = rows
+        row_file.start(keep_existing=True)
+    return rows

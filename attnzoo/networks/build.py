@@ -84,7 +84,7 @@ def attach_blocks(model: nn.Module, spec, placement: str | None = None, stages: 
             chosen = name
             break
     if chosen is None:
-        looked = "; ".join(f"{n}: {PLACEMENT_TYPES[n].looked_for}" for n in candidates)
+        looked = "; ".join(dict.fromkeys(PLACEMENT_TYPES[n].looked_for for n in candidates))
         raise ConfigError(f"found no place for {spec.name} in {where}: looked for {looked}")
     kind = PLACEMENT_TYPES[chosen]
     available = sorted({s.stage for s in sites})

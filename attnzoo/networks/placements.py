@@ -50,9 +50,16 @@ def _numbered(module: nn.Module, prefix: str, kind) -> list[tuple[int, str, nn.M
     return sorted(found, key=lambda item: item[0])
 
 
+def _norms(module: nn.Module) -> list[tuple[int, str, nn.Module]]:
+    """The numbered BatchNorms of a unit (a BatchNorm that a block was placed after counts too)."""
+    return [item for item in _numbered(module, "bn", nn.Module)
+            if isinstance(item[2], nn.modules.batchnorm._BatchNorm)
+            or (isinstance(item[2], nn.Sequential) and isinstance(item[2][0], nn.modules.batchnorm._BatchNorm))]
+
+
 def _is_residual_unit(module: nn.Module) -> bool:
-    return (hasattr(module, "downsample") and len(_numbered(module, "conv", nn.Conv2d)) >= 2
-            and len(_numbered(module, "bn", nn.modules.batchnorm._BatchNorm)) >= 2)
+    return (hasattr(module, "downsample") and len(_numbered(module, "conv", nn.Module)) >= 2
+            and len(_norms(module)) >= 2)
 
 
 def residual_stages(model: nn.Module) -> list[tuple[str, list[tuple[str, nn.Module]]]]:
@@ -97,7 +104,7 @@ class Residual(Placement):
         sites = []
         for stage, (_, units) in enumerate(residual_stages(model), 1):
             for unit_name, unit in units:
-                _, bn_name, _ = _numbered(unit, "bn", nn.modules.batchnorm._BatchNorm)[-1]
+                _, bn_name, _ = _norms(unit)[-1]
                 sites.append(Site(f"{unit_name}.{bn_name}", stage, f"{unit_name}.{bn_name}"))
         return sites
 
@@ -222,19 +229,24 @@ class TokenMixer(nn.Module):
     ``grid`` (h, w) (feature-map blocks, and token blocks built for a height and width): the patch tokens
     are laid out as the (B, D, h, w) grid, the block runs on it, and each of the ``class_tokens`` leading
     tokens receives the mean of the patch tokens' outputs (a global average, as a pooling mixer gives it).
+    ``class_only``: the block returns one token (class attention): it updates the class token, and the patch
+    tokens pass the layer's attention unchanged (a zero update), as in CaiT's class-attention layers.
     ``mha_call``: called as torchvision calls ``nn.MultiheadAttention`` (q, k, v, ...), returning (out, None).
     """
 
     def __init__(self, block: nn.Module, grid: tuple[int, int] | None = None, class_tokens: int = 0,
-                 mha_call: bool = False):
+                 mha_call: bool = False, class_only: bool = False):
         super().__init__()
         self.block = block
         self.grid = grid
         self.class_tokens = class_tokens
         self.mha_call = mha_call
+        self.class_only = class_only
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any):
-        if self.grid is None:
+        if self.class_only:
+            out = torch.cat([self.block(x), torch.zeros_like(x[:, 1:])], 1)  # (B, T, D)
+        elif self.grid is None:
             out = self.block(x)  # (B, T, D)
         else:
             h, w = self.grid
@@ -251,6 +263,8 @@ def _uses_grid(spec) -> bool:
     H, W or N (a window, a height and width, a fixed sequence length)."""
     if spec.layout == "BCHW":
         return True
+    if spec.output_shape:  # a class token out: the block takes every token
+        return False
     return any(isinstance(v, str) and re.search(r"\b[HWN]\b", v) for v in spec.args.values())
 
 
@@ -293,7 +307,9 @@ class TokenMixerPlacement(Placement):
     def wrap(self, block, site, shapes, spec):
         _, _, _, h, w, class_tokens = self._layout(site, shapes, spec)
         grid = (h, w) if _uses_grid(spec) else None
-        return TokenMixer(block, grid, class_tokens, mha_call=site.extra["mha"])
+        if spec.output_shape and not class_tokens:
+            raise ConfigError(f"{spec.name} returns a class token, and the network's tokens have none")
+        return TokenMixer(block, grid, class_tokens, mha_call=site.extra["mha"], class_only=bool(spec.output_shape))
 
     def insert(self, model, site, block):
         set_module(model, site.name, block)

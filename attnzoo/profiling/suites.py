@@ -11,6 +11,10 @@ A suite looks like this (every field but ``runs`` is optional)::
     blocks = ["cbam", "se*"]   # names or wildcards
     shapes = ["128,256,24,24"]
     set = { reduction = 16 }   # constructor overrides, as --set
+    networks = ["resnet50"]    # optional: the blocks placed in these networks (as --network), with
+    placement = "residual"     # optional --placement and
+    stages = "3,4"             # optional --stages; blocks = [] gives the plain network alone
+    paper = { table = "...", params_m = 28.09, gflops = 3.87 }   # optional: a published figure, for scripts
     [sweep]                    # optional: each run's shapes are base shapes, varied over a grid
     over = "hw"                # hw (H = W), channels or batch
     values = [16, 32, 64]      # the grid; `attnzoo sweep --suite` fits cost ~ x^k along it
@@ -32,7 +36,7 @@ OPTION_TYPES: dict[str, tuple[type, ...]] = {"device": (str,), "dtype": (str,), 
                                              "min_time": (int, float), "warmup": (int,), "seed": (int,),
                                              "threads": (int,)}
 _TOP = {"title", "description", "options", "runs", "sweep"}
-_RUN = {"note", "blocks", "shapes", "set"}
+_RUN = {"note", "blocks", "shapes", "set", "networks", "placement", "stages", "paper"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,17 @@ class SuiteRun:
     shapes: tuple[str, ...]
     overrides: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    networks: tuple[str, ...] = ()
+    placement: str | None = None
+    stages: str | None = None
+    paper: dict[str, Any] = field(default_factory=dict)  # read by scripts (benchmarks/papers.py), not profile
+
+    @property
+    def network_options(self) -> dict[str, Any]:
+        """The keywords of profile_rows for a run in networks (empty for a run of blocks)."""
+        if not self.networks:
+            return {}
+        return {"networks": self.networks, "placement": self.placement, "stages": self.stages}
 
 
 @dataclass(frozen=True)
@@ -128,7 +143,14 @@ def load_suite(name_or_path: str) -> Suite:
         for key in ("blocks", "shapes"):
             if key not in run:
                 raise ConfigError(f"{where}: missing field '{key}'")
-        blocks = _string_list(run["blocks"], f"{where}.blocks")
+        networks = _string_list(run["networks"], f"{where}.networks") if "networks" in run else ()
+        blocks = (() if networks and run["blocks"] == [] else _string_list(run["blocks"], f"{where}.blocks"))
+        for key in ("placement", "stages"):
+            if key in run and (not networks or not isinstance(run[key], str)):
+                raise ConfigError(f"{where}.{key}: expected a string, in a run with 'networks'")
+        paper = run.get("paper", {})
+        if not isinstance(paper, dict):
+            raise ConfigError(f"{where}.paper: expected a table")
         if not isinstance(run["shapes"], list) or not run["shapes"]:
             raise ConfigError(f"{where}.shapes: expected a non-empty list of shapes")
         shapes = tuple(_shape_text(s, f"{where}.shapes") for s in run["shapes"])
@@ -146,7 +168,8 @@ def load_suite(name_or_path: str) -> Suite:
         note = run.get("note", "")
         if not isinstance(note, str):
             raise ConfigError(f"{where}.note: expected a string")
-        runs.append(SuiteRun(blocks=blocks, shapes=shapes, overrides=dict(overrides), note=note))
+        runs.append(SuiteRun(blocks=blocks, shapes=shapes, overrides=dict(overrides), note=note, networks=networks,
+                             placement=run.get("placement"), stages=run.get("stages"), paper=dict(paper)))
     title = data.get("title", path.stem)
     if not isinstance(title, str):
         raise ConfigError(f"{path}: field 'title' must be a string")
@@ -175,8 +198,11 @@ def check_blocks(suite: Suite, registry=()) -> None:
     """Raise ConfigError naming the file and run when a suite names a block the registry lacks."""
     from attnzoo.registry import resolve_names
 
+    from attnzoo.networks.cards import resolve_networks
+
     for i, run in enumerate(suite.runs):
         try:
             resolve_names(run.blocks, registry)
+            resolve_networks(run.networks, registry)
         except AttnzooError as exc:
             raise ConfigError(f"{suite.path}: runs[{i}].blocks: {exc}") from None
