@@ -204,7 +204,11 @@ def test_real_ctrl_c_leaves_a_readable_file_and_resume_finishes(tmp_path):
     import time
 
     out = tmp_path / "sweep.csv"
-    args = [sys.executable, "-c", "from attnzoo.cli import main; main()", "sweep", "se", "sdpa", "--shape",
+    # A child started from a background job inherits SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: put Ctrl-C's default back, as an interactive terminal would have it.
+    child = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "from attnzoo.cli import main; main()")
+    args = [sys.executable, "-c", child, "sweep", "se", "sdpa", "--shape",
             "1,16,4,4", "--hw", "4:40:4", "--mode", "infer", "--min-time", "0.3", "--threads", "1",
             "--output", str(out)]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

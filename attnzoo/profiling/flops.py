@@ -355,9 +355,33 @@ def _deform_conv2d_flops(input_shape, weight_shape, offset_shape, mask_shape, bi
     return 2 * _conv_macs(list(input_shape), list(weight_shape), list(out_shape), False)
 
 
+#: The fused SDPA kernels that FlopCounterMode must know (q, k, v are the first three arguments of each).
+#: torch 2.14 has no formula for the CPU flash kernel and counts it as 0; torch 2.15 has one.
+SDPA_KERNELS = ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+                "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention")
+
+
+def _torch_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """torch's own SDPA formula (``torch.utils.flop_counter.sdpa_flop_count``), not attnzoo's: the
+    cross-check stays independent of the counter it checks."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def sdpa_kernels_without_formula() -> list[str]:
+    """The fused SDPA kernels of this torch that its FlopCounterMode has no formula for."""
+    from torch.utils import flop_counter
+
+    known = getattr(flop_counter, "flop_registry", {})
+    return [name for name in SDPA_KERNELS
+            if hasattr(torch.ops.aten, name) and getattr(torch.ops.aten, name) not in known]
+
+
 def flop_counter_mapping() -> dict:
-    """Extra formulas for torch.utils.flop_counter.FlopCounterMode (it has none for deform_conv2d)."""
-    mapping = {}
+    """Extra formulas for torch.utils.flop_counter.FlopCounterMode: attnzoo's deform_conv2d (torch has
+    none) and, where this torch lacks one, torch's own formula for a fused SDPA kernel."""
+    mapping = {getattr(torch.ops.aten, name): _torch_sdpa_flops for name in sdpa_kernels_without_formula()}
     try:
         import torchvision  # noqa: F401  (registers torch.ops.torchvision)
         mapping[torch.ops.torchvision.deform_conv2d] = _deform_conv2d_flops  # keyed by overload packet
