@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from attnzoo.errors import ConfigError, ShapeError
 from attnzoo.registry import BlockSpec
+from attnzoo.versions import check_supported
 
 Shape = tuple[int, ...]
 _SYMBOLS = frozenset("BCHWN")
@@ -186,6 +187,7 @@ def check_keywords(spec: BlockSpec, constructor: Any, kwargs: dict[str, Any]) ->
 
 def build_module(spec: BlockSpec, shape: Shape, overrides: dict[str, Any] | None = None):
     """Construct the block for ``shape`` (wrapping BNC blocks for 4-D shapes). Raises ShapeError or ConfigError."""
+    check_supported()
     import torch.nn as nn
 
     from attnzoo.blocks.adapters import ForwardWith, TokensFromFeatureMap

@@ -278,8 +278,8 @@ def test_each_compiled_row_compiles_its_own_block(monkeypatch):
     import torch._dynamo
     from torch._dynamo.utils import counters
 
-    # torch 2.6 renamed cache_size_limit to recompile_limit (the old name stays as an alias there); the
-    # config module refuses a name it does not know, so set whichever this torch has.
+    # Recent torch calls the limit recompile_limit (cache_size_limit stays as an alias), torch 2.3 only
+    # cache_size_limit; the config module refuses a name it does not know, so set whichever this torch has.
     limits = [key for key in ("recompile_limit", "cache_size_limit") if hasattr(torch._dynamo.config, key)]
     assert limits, "this torch's Dynamo has neither recompile_limit nor cache_size_limit"
     for key in limits:

@@ -18,6 +18,7 @@ from attnzoo.errors import ConfigError, ProfilerError, ShapeError
 from attnzoo.profiling.measurements import COLUMNS as _COLUMNS
 from attnzoo.profiling.measurements import MEASUREMENTS, Calibration
 from attnzoo.profiling.prepare import check_compiler
+from attnzoo.versions import check_supported
 
 #: Every row has these keys, in this order (see attnzoo.profiling.measurements for units and meaning).
 COLUMNS = _COLUMNS
@@ -46,9 +47,10 @@ class ProfileOptions:
     raise_errors: bool = False  # re-raise a row's error instead of recording it (for debugging)
 
     def checked(self, here: bool = True) -> "ProfileOptions":
-        """A copy with ``device`` resolved; raises ConfigError for a bad value. With ``here`` False (the units
-        run on other machines) the values are checked but the device is left as given, for the machine that
-        measures to resolve."""
+        """A copy with ``device`` resolved; raises ConfigError for a bad value (or a torch attnzoo does not
+        support). With ``here`` False (the units run on other machines) the values are checked but the device
+        is left as given, for the machine that measures to resolve."""
+        check_supported()
         import torch
 
         if self.mode not in MODES:
