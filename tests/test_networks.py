@@ -218,3 +218,42 @@ def test_profile_star_in_a_network_skips_with_why(capsys):
                                                              "attention-gate", "axial-attention"}
     assert by_block["aft-simple"]["status"].startswith("skipped: aft-simple takes the placements token-mixer")
     assert "skipped" in captured.err
+
+
+def test_papers_suite_lists_at_least_20_published_entries():
+    from attnzoo.profiling.suites import check_blocks, load_suite
+
+    suite = load_suite("papers")
+    check_blocks(suite)
+    assert len(suite.runs) >= 20
+    tables = {run.paper["table"].split(" Table")[0] for run in suite.runs}
+    assert {"CBAM", "ECA-Net", "SGE", "SA-Net", "Triplet attention", "SimAM", "Coordinate attention", "EPSANet",
+            "ResNeSt", "SKNet", "DeiT", "SENet"} <= tables
+    for run in suite.runs:
+        assert run.networks and run.shapes == ("1,3,224,224",) and run.paper["gflops"] > 0
+        for block in run.blocks:
+            assert choose_placement(attnzoo.get_spec(block), get_network(run.networks[0]))[0], run.note
+
+
+def test_network_units_have_their_own_ids_and_plain_rows_first():
+    from attnzoo.profiling.runner import ProfileOptions, plan_units, unit_settings
+
+    options = ProfileOptions(device="cpu", mode="infer").checked()
+    units = plan_units(["se", "eca"], [SMALL, "1,3,96,96"], options, networks=["resnet18", "resnet34"])
+    assert [(u.network, u.block) for u in units[:3]] == [("resnet18", "none"), ("resnet18", "se"), ("resnet18", "eca")]
+    assert len({u.id for u in units}) == len(units) == 2 * 2 * 3
+    assert all(u.placement == "residual" for u in units if u.block != "none")
+    assert unit_settings(options)["mode"] == "infer"
+
+
+@pytest.mark.slow
+def test_sweep_a_network_over_resolution(capsys):
+    argv = ["sweep", "se", "--network", "resnet18", "--hw", "32,64", "--mode", "infer", "--min-time", "0.01",
+            "--baseline", "none", "--format", "json", "--device", "cpu"]
+    assert run(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["block"], r["shape"]) for r in rows] == [("none", "1,3,32,32"), ("se", "1,3,32,32"),
+                                                          ("none", "1,3,64,64"), ("se", "1,3,64,64")]
+    assert all(r["network"] == "resnet18" for r in rows) and rows[1]["added_params"] == 89_080
+    assert run(["sweep", "se", "--network", "resnet*", "--hw", "32,64"]) == 2
+    assert "one network at a time" in capsys.readouterr().err

@@ -13,9 +13,9 @@ import typer
 
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
-                                DtypeOption, FormatOption, OutputOption, RayOption, RegistryOption, RetryFailedOption,
-                                SetOption, ShardOption, ThreadsOption, check_format, mode_settings, parse_overrides,
-                                registry_dirs, say)
+                                DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
+                                RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
+                                check_format, mode_settings, network_options, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
     "Sweep input sizes and fit how cost grows: MACs, latency and peak memory against N = H*W "
@@ -109,6 +109,9 @@ def sweep_command(
     fmt: str = FormatOption,
     output: Optional[str] = OutputOption,
     registry: Optional[List[str]] = RegistryOption,
+    network: Optional[List[str]] = NetworkOption,
+    placement: Optional[str] = PlacementOption,
+    stages: Optional[str] = StagesOption,
 ) -> int:
     from attnzoo.build import format_shape, parse_shape
     from attnzoo.campaign.driver import Campaign
@@ -142,8 +145,9 @@ def sweep_command(
     if suite is not None:
         from attnzoo.profiling.suites import check_blocks, load_suite
 
-        if names or shape or hw or values or over:
-            raise ConfigError("--suite gives the blocks and the grid: give no names, --shape, --hw, --over or --values")
+        if names or shape or hw or values or over or network:
+            raise ConfigError("--suite gives the blocks and the grid: give no names, --shape, --hw, --over, --values "
+                              "or --network")
         loaded = load_suite(suite)
         if loaded.sweep_over is None:
             raise ConfigError(f"{loaded.path}: not a sweep suite (it has no [sweep] table); use 'attnzoo profile --suite'")
@@ -154,7 +158,10 @@ def sweep_command(
             for name in resolve_names(run.blocks, dirs):
                 plan += [(name, parse_shape(s), {**run.overrides, **cli_overrides}) for s in run.shapes]
     else:
-        if not names:
+        in_network = network_options(network, placement, stages)
+        if in_network:
+            shape = _network_base(in_network, shape, over, dirs)
+        if not names and not in_network:
             raise ConfigError("name at least one block (or --suite NAME); see 'attnzoo list'")
         if shape is None:
             raise ConfigError("give the base shape with --shape B,C,H,W")
@@ -174,6 +181,8 @@ def sweep_command(
     settings.update(given)
     options = ProfileOptions(raise_errors=debug_enabled(), **settings).checked(here=ray is None)
     specs = {name: get_spec(name, dirs) for name, _, _ in plan}
+    if network and suite is None:
+        specs["none"] = _PLAIN  # the plain network's rows: fitted, plotted and a possible --baseline
     limit = (parse_memory(max_memory) if max_memory is not None
              else default_max_memory(options.device) if ray is None else None)
     if baseline is not None and baseline not in specs:
@@ -188,6 +197,11 @@ def sweep_command(
               "overrides": {f"{name} {format_shape(point)}": extra for name, point, extra in plan if extra}}
     units = [Unit.make("profile", name, point, unit_settings(options), extra, registry=dirs)
              for name, point, extra in plan]
+    if network and suite is None:
+        from attnzoo.profiling.networks import plan_network_units
+
+        units = plan_network_units(names or [], resolve_names(names or [], dirs), grid, network, placement, stages,
+                                   unit_settings(options), cli_overrides, dirs)
     row_file = RowFile(output, output_format(output, fmt), COLUMNS) if output else None
     campaign = Campaign("sweep", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
                         keep_file=True, with_plan=ray is not None)
@@ -204,8 +218,32 @@ def sweep_command(
         say(f"shard {part}: {len(campaign.selected)} of {len(campaign.units)} points")
 
     rows = _measure(campaign, executor, options, over, limit)
+    if network:
+        from attnzoo.profiling.networks import add_network_deltas
+
+        add_network_deltas(rows)
     results = _crossovers(rows, baseline, over, row_file) if baseline is not None else None
     return _report(rows, specs, over, fmt, output, plot, results)
+
+
+class _PLAIN:
+    """What the sweep's tables and plots read of a card, for the plain network's rows (block none)."""
+
+    name, family, complexity, macs_exponent = "none", "network", "the plain network", None
+
+
+def _network_base(in_network: dict, shape: Optional[str], over: Optional[str], dirs) -> str:
+    """The base shape of a sweep of networks: --shape, or the (first) network's input; only H = W or the
+    batch can vary (a network takes 3 channels)."""
+    from attnzoo.errors import ConfigError
+    from attnzoo.networks.cards import resolve_networks
+
+    if over not in (None, "hw", "batch"):
+        raise ConfigError(f"a network takes B,3,H,W images: sweep --over hw or batch, not {over}")
+    cards = resolve_networks(in_network["networks"], dirs)
+    if len(cards) != 1:
+        raise ConfigError(f"a sweep fits one network at a time; --network names {len(cards)}")
+    return shape or cards[0].input
 
 
 def _crossovers(rows, baseline, over, row_file) -> list[dict[str, Any]]:

@@ -56,12 +56,16 @@ class BandwidthCurve:
                    _interpolate(self.read_sets, self.read_gbs, working_set))
 
     def faster(self, other: "BandwidthCurve") -> "BandwidthCurve":
-        """Point by point the faster of two curves measured at the same sizes (e.g. with 1 and N threads)."""
-        if (self.copy_sets, self.read_sets) != (other.copy_sets, other.read_sets):
+        """Point by point the faster of two curves measured at the same sizes (e.g. with 1 and N threads).
+        A curve stops at the sizes that fit in free memory, so two curves measured a moment apart on a busy
+        machine may differ in length: the sizes both reached are kept."""
+        copies, reads = min(len(self.copy_sets), len(other.copy_sets)), min(len(self.read_sets), len(other.read_sets))
+        if (self.copy_sets[:copies], self.read_sets[:reads]) != (other.copy_sets[:copies], other.read_sets[:reads]):
             raise ValueError("curves measured at different sizes")
-        best = lambda a, b: tuple(max(x, y) for x, y in zip(a, b))  # noqa: E731
-        return BandwidthCurve(self.device, max(self.threads, other.threads), self.copy_sets,
-                              best(self.copy_gbs, other.copy_gbs), self.read_sets, best(self.read_gbs, other.read_gbs))
+        best = lambda a, b, n: tuple(max(x, y) for x, y in zip(a[:n], b[:n]))  # noqa: E731
+        return BandwidthCurve(self.device, max(self.threads, other.threads), self.copy_sets[:copies],
+                              best(self.copy_gbs, other.copy_gbs, copies), self.read_sets[:reads],
+                              best(self.read_gbs, other.read_gbs, reads))
 
     @property
     def dram_gbs(self) -> float:
