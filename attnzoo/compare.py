@@ -23,6 +23,8 @@ from attnzoo.results import ENV_COLUMNS, MEASURED, number, text
 
 #: Every pair is matched on these (a file without ``overrides`` has none).
 KEY = ("block", "shape", "overrides")
+#: Rows of blocks inside networks are matched on these too (when a file has network rows).
+NETWORK_KEY = ("network", "placement", "stages")
 #: A time metric and the column of its spread.
 SPREAD = {"fwd_ms": "fwd_iqr_ms", "train_ms": "train_iqr_ms"}
 #: Counted, not measured: exact.
@@ -85,6 +87,7 @@ def _values(rows: Iterable[dict[str, Any]], column: str) -> list[str]:
 def match_key(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], extra: Sequence[str] = ()) -> list[str]:
     """The columns pairs are matched on: KEY, each setting that varies inside a file, and ``extra``."""
     key = list(KEY)
+    key += [c for c in NETWORK_KEY if any(text(r.get(c)) for r in [*base, *new])]
     for column in ENV_COLUMNS:
         if len(_values(base, column)) > 1 or len(_values(new, column)) > 1:
             key.append(column)

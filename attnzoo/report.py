@@ -19,8 +19,11 @@ from attnzoo.results import ENV_COLUMNS, environment, load_results, number, text
 
 #: Measured columns the table shows when some row has a value, in this order.
 TABLE_COLUMNS = ("params", "macs", "flops", "fwd_ms", "fwd_iqr_ms", "train_ms", "train_iqr_ms", "fwd_peak_mib",
-                 "train_peak_mib", "efficiency")
-NUMERIC = set(TABLE_COLUMNS) | {"threads"}
+                 "train_peak_mib", "efficiency", "added_params", "added_macs", "added_fwd_ms", "added_train_ms",
+                 "attn_macs_share", "attn_time_share")
+#: A network row's identity (attnzoo.networks): shown when some row is in a network.
+NETWORK_COLUMNS = ("network", "placement", "stages", "inserted")
+NUMERIC = set(TABLE_COLUMNS) | {"threads", "inserted"}
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #1d2330; }
@@ -210,6 +213,7 @@ def build_report(paths: Sequence[str | os.PathLike], registry: Sequence[str] = (
 
     env_varying = [c for c in ENV_COLUMNS if len({text(r.get(c)) for r in rows}) > 1]
     columns = ["block", "family", "shape", "status"]
+    columns[1:1] = [c for c in NETWORK_COLUMNS if any(text(r.get(c)) for r in rows)]
     if any(text(r.get("overrides")) for r in rows):
         columns.append("overrides")
     columns += [c for c in TABLE_COLUMNS if any(number(r.get(c)) is not None for r in rows)]

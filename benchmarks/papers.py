@@ -2,9 +2,9 @@
 
 Reads the suite ``profiles/papers.toml`` (one run per table entry: the network, the block, its settings and the
 paper's figures), builds every entry with ``attnzoo.networks`` as ``attnzoo profile --suite papers`` does, and
-counts its parameters and MACs with the profiler's own counter (no timing: the whole table takes a minute or
-few minutes on a small CPU). Prints one line per entry: the paper's params and GFLOPs, attnzoo's, whether the parameters match at
-the paper's precision, the MACs the block adds over the plain network in the paper and in attnzoo, and why a
+counts its parameters and MACs with the profiler's own counter (no timing: the whole table takes a few
+minutes on a small CPU). Prints one line per entry: the paper's params and GFLOPs, attnzoo's, whether the
+parameters match at the paper's precision, the MACs the block adds over the plain network in the paper and in attnzoo, and why a
 figure differs. ``--readme`` rewrites the README's headline rows (between ``<!-- papers:start -->`` and
 ``<!-- papers:end -->``) and the full table in ``docs/networks.md``.
 

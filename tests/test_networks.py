@@ -257,3 +257,44 @@ def test_sweep_a_network_over_resolution(capsys):
     assert all(r["network"] == "resnet18" for r in rows) and rows[1]["added_params"] == 89_080
     assert run(["sweep", "se", "--network", "resnet*", "--hw", "32,64"]) == 2
     assert "one network at a time" in capsys.readouterr().err
+
+
+def _network_row(block, network, fwd, **extra):
+    from tests.test_compare import row
+
+    return row(block, "1,3,224,224", fwd=fwd, network=network, placement="residual" if block != "none" else "",
+               stages="1,2,3,4" if block != "none" else "", inserted=16 if block != "none" else 0, **extra)
+
+
+def test_compare_and_report_read_network_rows(tmp_path, capsys):
+    from attnzoo.compare import compare
+    from tests.test_compare import write_csv
+
+    # the same block in two networks: two pairs, told apart by the network
+    base = [_network_row("none", "resnet50", 10.0), _network_row("se", "resnet50", 11.0),
+            _network_row("se", "resnet18", 5.0)]
+    new = [_network_row("none", "resnet50", 10.0), _network_row("se", "resnet50", 22.0),
+           _network_row("se", "resnet18", 5.0)]
+    result = compare(base, new, ["fwd_ms"])
+    verdicts = {(r["network"], r["block"]): r["verdict"] for r in result.rows}
+    assert verdicts == {("resnet50", "none"): "same", ("resnet50", "se"): "slower", ("resnet18", "se"): "same"}
+    path = write_csv(tmp_path / "rows.csv", [{**r, "added_fwd_ms": 1.0} for r in base])
+    page = tmp_path / "report.html"
+    assert run(["report", path, "-o", str(page)]) == 0
+    html = page.read_text()
+    assert "<th data-type=\"text\">network</th>" in html and "resnet18" in html and "added_fwd_ms" in html
+
+
+@pytest.mark.slow
+def test_shards_of_a_network_run_merge_with_their_deltas(tmp_path, capsys):
+    common = ["profile", "eca", "se", "--network", "resnet18", "--shape", "1,3,32,32", "--mode", "infer",
+              "--min-time", "0.01", "--warmup", "0", "--device", "cpu"]
+    parts = [tmp_path / "part1.csv", tmp_path / "part2.csv"]
+    for i, part in enumerate(parts, 1):
+        assert run([*common, "--shard", f"{i}/2", "-o", str(part)]) == 0
+    merged = tmp_path / "all.csv"
+    assert run(["merge", str(merged), *map(str, parts)]) == 0
+    rows = {r["block"]: r for r in csv.DictReader(open(merged, newline=""))}
+    assert set(rows) == {"none", "eca", "se"}
+    for block in ("eca", "se"):
+        assert int(rows[block]["added_params"]) == int(rows[block]["params"]) - int(rows["none"]["params"]) > 0

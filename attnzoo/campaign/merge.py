@@ -112,6 +112,9 @@ def merge_parts(paths: Sequence[str | os.PathLike], exclude: str | os.PathLike |
             plan.setdefault(unit_id, f"{row['block']} {row['shape']}")
 
     rows = [chosen[u][0] for u in plan if u in chosen]
+    from attnzoo.profiling.networks import add_network_deltas
+
+    add_network_deltas(rows)  # a network row and its plain network's row may come from different parts
     missing = [label for unit_id, label in plan.items() if unit_id not in chosen or is_lost(chosen[unit_id][0])]
     return Merged(rows=rows, columns=columns, plan=plan, files=files, missing=missing, repeated=seen - len(chosen),
                   unplanned=[path for path, _, record in parts if record is None])

@@ -9,14 +9,15 @@ cannot be placed in the network gets a ``skipped: why`` row and the run goes on.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
-from attnzoo.profiling.prepare import Prepared
+if TYPE_CHECKING:
+    from attnzoo.profiling.prepare import Prepared
 
 SKIPPED = "skipped"
 
 
-def attention_macs(prepared: Prepared, calibration, row: Mapping[str, Any]) -> dict[str, Any]:
+def attention_macs(prepared: "Prepared", calibration, row: Mapping[str, Any]) -> dict[str, Any]:
     """The placed blocks' share of the network's MACs, from the counter's per-module counts."""
     if not prepared.attention or not row.get("macs") or not prepared.macs_by_module:
         return {}
@@ -24,7 +25,7 @@ def attention_macs(prepared: Prepared, calibration, row: Mapping[str, Any]) -> d
     return {"attn_macs_share": round(placed / row["macs"], 4)}
 
 
-def attention_time(prepared: Prepared, calibration, row: Mapping[str, Any]) -> dict[str, Any]:
+def attention_time(prepared: "Prepared", calibration, row: Mapping[str, Any]) -> dict[str, Any]:
     """The placed blocks' share of an eager forward's time: forward hooks (synchronised on CUDA) time the
     blocks over whole forwards repeated for about ``min_time`` seconds (the by-module machinery)."""
     import torch
@@ -52,15 +53,17 @@ def attention_time(prepared: Prepared, calibration, row: Mapping[str, Any]) -> d
 
 
 def _delta(row: Mapping[str, Any], plain: Mapping[str, Any], column: str, digits: int | None = None):
-    mine, base = row.get(column), plain.get(column)
+    from attnzoo.results import number
+
+    mine, base = number(row.get(column)), number(plain.get(column))  # rows read back from CSV hold text
     if mine is None or base is None:
         return None
-    return round(mine - base, digits) if digits is not None else mine - base
+    return round(mine - base, digits) if digits is not None else int(mine - base)
 
 
 def add_deltas(row: dict[str, Any], plain: Mapping[str, Any] | None) -> dict[str, Any]:
     """The row's differences to the plain network's row (nothing when either did not run)."""
-    if plain is None or plain.get("status") != "ok" or row.get("status") != "ok":
+    if plain is None or str(plain.get("status")) != "ok" or str(row.get("status")) != "ok":
         return row
     row.update(added_params=_delta(row, plain, "params"), added_macs=_delta(row, plain, "macs"),
                added_fwd_ms=_delta(row, plain, "fwd_ms", 4), added_train_ms=_delta(row, plain, "train_ms", 4))
