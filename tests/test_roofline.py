@@ -225,14 +225,24 @@ def test_a_profiler_bug_is_an_internal_error_not_a_row_status(capsys, monkeypatc
 
 
 def test_calibration_runs_once_before_the_rows(monkeypatch):
-    from attnzoo.profiling import runner
+    """The ceilings are measured before the first row and once per process: every unit asks for them (a unit
+    may run on another node, which calibrates itself), and the cache answers all but the first ask."""
+    from attnzoo.profiling import bandwidth, efficiency, runner
 
-    calls = []
-    real = runner.calibrate
-    monkeypatch.setattr(runner, "calibrate", lambda options: calls.append(1) or real(options))
+    events = []
+    for module, name in ((efficiency, "measure_matmul_peak"), (efficiency, "measure_conv_peak"),
+                         (bandwidth, "measure_bandwidth")):
+        real = getattr(module, name)
+        counted = lambda *a, _real=real, _name=name, **k: events.append(_name) or _real(*a, **k)  # noqa: E731
+        monkeypatch.setattr(module, name, counted)
+    monkeypatch.setattr(efficiency, "_cache", {})
+    monkeypatch.setattr(efficiency, "_conv_cache", {})
+    monkeypatch.setattr(bandwidth, "_cache", {})
     rows = list(runner.profile_rows(["se", "cbam"], ["2,16,4,4"], ProfileOptions(device="cpu", mode="infer",
-                                                                              min_time=0.01, threads=1)))
-    assert len(rows) == 2 and calls == [1]
+                                                                              min_time=0.01, threads=1),
+                                    on_start=lambda block, shape: events.append(f"row {block}")))
+    assert len(rows) == 2
+    assert events == ["measure_matmul_peak", "measure_conv_peak", "measure_bandwidth", "row se", "row cbam"]
 
 
 def test_by_module_rows_add_up_to_the_block():
