@@ -140,18 +140,46 @@ def registry_dirs(extra: Iterable[str | os.PathLike] = ()) -> tuple[Path, ...]:
     return tuple(dirs)
 
 
-@lru_cache(maxsize=8)
-def _load_dirs(dirs: tuple[Path, ...]) -> dict[str, BlockSpec]:
-    specs: dict[str, BlockSpec] = {}
+def load_folders(dirs: Iterable[Path], load, kind: str = "block") -> dict[str, Any]:
+    """Every card of the folders, by name, read by ``load(path)`` (cards of blocks or of networks); a name
+    used twice is a CardError naming both files."""
+    specs: dict[str, Any] = {}
     for folder in dirs:
         if not folder.is_dir():
             raise CardError(f"{folder}: registry folder not found")
         for path in sorted(folder.glob("*.toml")):
-            spec = load_card(path)
+            spec = load(path)
             if spec.name in specs:
-                raise CardError(f"{path}: duplicate block name '{spec.name}' (also in {specs[spec.name].source})")
+                raise CardError(f"{path}: duplicate {kind} name '{spec.name}' (also in {specs[spec.name].source})")
             specs[spec.name] = spec
     return specs
+
+
+@lru_cache(maxsize=8)
+def _load_dirs(dirs: tuple[Path, ...]) -> dict[str, BlockSpec]:
+    return load_folders(dirs, load_card)
+
+
+def unknown(kind: str, name: str, known: Iterable[str], listing: str) -> UnknownBlockError:
+    """The error for an unknown name, with the closest known names ("did you mean")."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else f"; see '{listing}'"
+    return UnknownBlockError(f"unknown {kind} '{name}'{hint}")
+
+
+def expand(patterns: Iterable[str], matching, lookup, kind: str, listing: str) -> list[Any]:
+    """Names and wildcards to cards, in order, without repeats: ``matching(pattern)`` lists the cards a
+    wildcard matches, ``lookup(name)`` finds one (raising for an unknown name)."""
+    found: list[Any] = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            matched = matching(pattern)
+            if not matched:
+                raise UnknownBlockError(f"no {kind} matches '{pattern}'; see '{listing}'")
+        else:
+            matched = [lookup(pattern)]
+        found += [m for m in matched if m not in found]
+    return found
 
 
 def all_specs(extra_dirs: Iterable[str | os.PathLike] = ()) -> dict[str, BlockSpec]:
@@ -164,9 +192,7 @@ def get_spec(name: str, extra_dirs: Iterable[str | os.PathLike] = ()) -> BlockSp
     specs = all_specs(extra_dirs)
     if name in specs:
         return specs[name]
-    close = difflib.get_close_matches(name, list(specs), n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; see 'attnzoo list'"
-    raise UnknownBlockError(f"unknown block '{name}'{hint}")
+    raise unknown("block", name, specs, "attnzoo list")
 
 
 def list_blocks(pattern: str = "*", family: str | None = None, layout: str | None = None,
@@ -184,13 +210,5 @@ def list_blocks(pattern: str = "*", family: str | None = None, layout: str | Non
 
 def resolve_names(patterns: Iterable[str], extra_dirs: Iterable[str | os.PathLike] = ()) -> list[str]:
     """Expand names and wildcards to card names, in order and without repeats; unknown names raise."""
-    names: list[str] = []
-    for pattern in patterns:
-        if any(ch in pattern for ch in "*?["):
-            matched = [spec.name for spec in list_blocks(pattern, extra_dirs=extra_dirs)]
-            if not matched:
-                raise UnknownBlockError(f"no block matches '{pattern}'; see 'attnzoo list'")
-        else:
-            matched = [get_spec(pattern, extra_dirs).name]
-        names += [n for n in matched if n not in names]
-    return names
+    return expand(patterns, lambda p: [spec.name for spec in list_blocks(p, extra_dirs=extra_dirs)],
+                  lambda n: get_spec(n, extra_dirs).name, "block", "attnzoo list")

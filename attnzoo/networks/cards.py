@@ -9,7 +9,6 @@ registry folder (``--registry DIR`` or ``ATTNZOO_REGISTRY``).
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
 import tomllib
@@ -96,20 +95,19 @@ def network_dirs(extra: Iterable[str | os.PathLike] = ()) -> tuple[Path, ...]:
     return tuple(f for i, f in enumerate(folders) if i == 0 or f.is_dir())
 
 
+def _load_card(path: Path) -> NetworkSpec:
+    try:
+        with open(path, "rb") as handle:
+            return _validate(tomllib.load(handle), path)
+    except tomllib.TOMLDecodeError as exc:
+        raise CardError(f"{path}: not valid TOML ({exc})") from None
+
+
 @lru_cache(maxsize=8)
 def _load(dirs: tuple[Path, ...]) -> dict[str, NetworkSpec]:
-    specs: dict[str, NetworkSpec] = {}
-    for folder in dirs:
-        for path in sorted(folder.glob("*.toml")):
-            try:
-                with open(path, "rb") as handle:
-                    spec = _validate(tomllib.load(handle), path)
-            except tomllib.TOMLDecodeError as exc:
-                raise CardError(f"{path}: not valid TOML ({exc})") from None
-            if spec.name in specs:
-                raise CardError(f"{path}: duplicate network name '{spec.name}' (also in {specs[spec.name].source})")
-            specs[spec.name] = spec
-    return specs
+    from attnzoo.registry import load_folders
+
+    return load_folders(dirs, _load_card, "network")
 
 
 def all_networks(extra_dirs: Iterable[str | os.PathLike] = ()) -> dict[str, NetworkSpec]:
@@ -122,26 +120,20 @@ def list_networks(pattern: str = "*", extra_dirs: Iterable[str | os.PathLike] = 
 
 def get_network(name: str, extra_dirs: Iterable[str | os.PathLike] = ()) -> NetworkSpec:
     """The network card called ``name``; an unknown name raises UnknownBlockError with the closest names."""
+    from attnzoo.registry import unknown
+
     specs = all_networks(extra_dirs)
     if name in specs:
         return specs[name]
-    close = difflib.get_close_matches(name, list(specs), n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; see 'attnzoo list --networks'"
-    raise UnknownBlockError(f"unknown network '{name}'{hint}")
+    raise unknown("network", name, specs, "attnzoo list --networks")
 
 
 def resolve_networks(patterns: Iterable[str], extra_dirs: Iterable[str | os.PathLike] = ()) -> list[NetworkSpec]:
     """Names and wildcards to network cards, in order, without repeats."""
-    found: list[NetworkSpec] = []
-    for pattern in patterns:
-        if any(ch in pattern for ch in "*?["):
-            matched = list_networks(pattern, extra_dirs)
-            if not matched:
-                raise UnknownBlockError(f"no network matches '{pattern}'; see 'attnzoo list --networks'")
-        else:
-            matched = [get_network(pattern, extra_dirs)]
-        found += [m for m in matched if m not in found]
-    return found
+    from attnzoo.registry import expand
+
+    return expand(patterns, lambda p: list_networks(p, extra_dirs), lambda n: get_network(n, extra_dirs), "network",
+                  "attnzoo list --networks")
 
 
 def block_placements(spec) -> tuple[str, ...]:
