@@ -6,7 +6,8 @@ attnzoo's timer (``attnzoo.profiling.timing.time_callable``, what the ``fwd_ms``
 ``torch.utils.benchmark.Timer.blocked_autorange``. Prints the median over rounds of the per-round ratio
 attnzoo / torch.utils.benchmark; the target is within 10% (a ratio between 0.9 and 1.1).
 
-    python benchmarks/network_timing.py [--rounds 5] [--min-time 0.5] [--json FILE]
+    python benchmarks/network_timing.py [--rounds 5] [--min-time 0.5] [--shape 1,3,224,224] [--networks resnet18,vit-s]
+                                        [--json FILE]
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def main() -> None:
     cli = parser(__doc__)
     cli.add_argument("--rounds", type=int, default=5)
     cli.add_argument("--min-time", type=float, default=0.5)
+    cli.add_argument("--shape", default=None, help="the input of every case instead of 1,3,224,224")
+    cli.add_argument("--networks", default=None, help="only the cases of these networks, e.g. resnet18,vit-s")
     args = cli.parse_args()
     import torch
     import torch.utils.benchmark as tub
@@ -38,6 +41,9 @@ def main() -> None:
     options = ProfileOptions(device="cpu", mode="infer", min_time=args.min_time).checked()
     rows = []
     for network, block, shape in CASES:
+        if args.networks and network not in args.networks.split(","):
+            continue
+        shape = args.shape or shape
         spec = attnzoo.get_spec(block) if block else None
         prepared = prepare(spec, tuple(int(d) for d in shape.split(",")), options, None,
                            NetworkPlan(attnzoo.get_network(network)))

@@ -27,7 +27,9 @@ def attention_macs(prepared: "Prepared", calibration, row: Mapping[str, Any]) ->
 
 def attention_time(prepared: "Prepared", calibration, row: Mapping[str, Any]) -> dict[str, Any]:
     """The placed blocks' share of an eager forward's time: forward hooks (synchronised on CUDA) time the
-    blocks over whole forwards repeated for about ``min_time`` seconds (the by-module machinery)."""
+    blocks over three whole forwards (the by-module machinery). The share is a ratio inside the same
+    forwards, and the forward timing before it has warmed the network up: three calls keep a whole
+    network's row short."""
     import torch
 
     from attnzoo.profiling.modules import _Scopes
@@ -38,9 +40,8 @@ def attention_time(prepared: "Prepared", calibration, row: Mapping[str, Any]) ->
     calls, spent = 0, 0.0
     try:
         with torch.inference_mode(), prepared.autocast():
-            prepared.eager(*prepared.inputs)  # warm-up
             scopes.timing = True
-            while calls < 3 or spent < prepared.options.min_time:
+            while calls < 3:
                 scopes._sync()
                 start = time.perf_counter()
                 prepared.eager(*prepared.inputs)
