@@ -17,3 +17,33 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs a CUDA device")
     for item in cuda_items:
         item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One Ray for the whole test session, on this machine only: a head node with 2 CPUs and 2 logical GPUs
+    (``ray.init(num_cpus=2, num_gpus=2)``'s resources; the GPUs need not exist, so tests steer units to them
+    to exercise GPU scheduling while the blocks run on the CPU). ``ray.cluster_utils.Cluster`` so that a
+    test can add nodes and remove one mid-run. Skipped where Ray is not installed."""
+    import os
+    from pathlib import Path
+
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    # Workers import the tests' helper runners: give them the checkout on their path.
+    root = str(Path(__file__).resolve().parent.parent)
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([root, *([saved] if saved else [])])
+    try:
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 2,
+                                                                 "include_dashboard": False})
+        ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()

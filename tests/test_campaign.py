@@ -204,3 +204,42 @@ def test_bad_campaign_input_is_one_line(args, message, tmp_path, capsys):
     assert run([a.format(tmp=tmp_path) for a in args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_ray_to_an_address_with_no_cluster_is_one_line(tmp_path, capsys):
+    pytest.importorskip("ray")
+    out = tmp_path / "zoo.csv"
+    assert run(["profile", "se", "--shape", "1,8,4,4", "--ray", "127.0.0.1:9", "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no Ray cluster answers there" in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_ray_missing_is_one_line(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    assert run(["profile", "se", "--shape", "1,8,4,4", "--ray"]) == 2
+    assert "pip install 'attnzoo[ray]'" in capsys.readouterr().err
+
+
+def test_a_bare_ray_flag_keeps_the_next_word_a_block_name():
+    from attnzoo.cli.common import ray_argument
+
+    assert ray_argument(["profile", "--ray", "cbam", "--shape", "1,8,4,4"])[1:4] == ["--ray", "local", "cbam"]
+    assert ray_argument(["profile", "cbam", "--ray"])[-1] == "local"
+    assert ray_argument(["profile", "cbam", "--ray", "10.0.0.1:6379"])[-1] == "10.0.0.1:6379"
+    assert ray_argument(["profile", "cbam", "--ray", "auto"])[-1] == "auto"
+
+
+def test_progress_counts_done_running_failed_left(capsys):
+    from attnzoo.campaign.progress import CampaignProgress
+
+    units = [_unit(shape=(1, 8, h, h)) for h in (4, 5, 6)]
+    with CampaignProgress(3, every=0) as progress:
+        progress.started(units[0])
+        progress.started(units[1])
+        progress.finished(units[0], {"status": "ok"})
+        progress.finished(units[1], {"status": "error: boom"})
+    assert progress.line() == "done 2/3 · running 0 · failed 1 · left 1"
+    assert "attnzoo: done 1/3 · running 1 · failed 0 · left 1" in capsys.readouterr().err

@@ -300,3 +300,17 @@ def test_each_compiled_row_compiles_its_own_block(monkeypatch):
         prepared = prepare(attnzoo.get_spec(name), (2, 16, 4, 4), options)
         assert counters["stats"]["unique_graphs"] >= 1, f"{name} ran eagerly under --compile"
         assert prepared.compile_s > 0
+
+
+def test_bandwidth_curves_that_stop_at_different_sizes_combine_over_the_common_ones():
+    """A curve stops at the first size that does not fit in the free memory, which other processes change
+    between the 1-thread and the N-thread measurement: the faster curve is taken over the sizes both have."""
+    from attnzoo.profiling.bandwidth import BandwidthCurve
+
+    one = BandwidthCurve("cpu", 1, (2.0, 4.0, 8.0), (5.0, 5.0, 5.0), (1.0, 2.0, 4.0), (1.0, 1.0, 1.0))
+    many = BandwidthCurve("cpu", 2, (2.0, 4.0), (6.0, 4.0), (1.0, 2.0), (0.5, 2.0))
+    both = one.faster(many)
+    assert (both.copy_sets, both.copy_gbs, both.read_sets, both.read_gbs, both.threads) == \
+        ((2.0, 4.0), (6.0, 5.0), (1.0, 2.0), (1.0, 2.0), 2)
+    with pytest.raises(ValueError, match="different sizes"):
+        one.faster(BandwidthCurve("cpu", 2, (3.0,), (1.0,), (1.0,), (1.0,)))

@@ -82,21 +82,19 @@ class Local:
             yield row
 
 
+#: ``--ray`` with no address: a Ray started in this process for the run.
+LOCAL_RAY = "local"
+
+
 def make_executor(ray_address: str | None, raise_errors: bool = False, **ray_options: Any) -> Executor:
-    """The executor a command asked for: Ray at ``ray_address`` ("" or "local": a Ray started here), or
-    this process (None)."""
+    """The executor a command asked for: Ray at ``ray_address`` (host:port, ray://host:port, auto, or
+    :data:`LOCAL_RAY` for a Ray started here), or this process (None). An address where no cluster answers,
+    or Ray not installed, ends here with a ConfigError."""
     if ray_address is None:
         return Local(raise_errors=raise_errors)
-    try:
-        from attnzoo.campaign.ray_executor import RayExecutor
-    except ModuleNotFoundError as exc:
-        if exc.name != "attnzoo.campaign.ray_executor":
-            raise
-        from attnzoo.errors import ConfigError
-
-        raise ConfigError("--ray is not available in this build of attnzoo yet; use --shard I/N") from None
+    from attnzoo.campaign.ray_executor import RayExecutor
 
     return RayExecutor(ray_address, raise_errors=raise_errors, **ray_options)
 
 
-__all__ = ["Executor", "LOST", "Local", "Progress", "RunContext", "failed_row", "make_executor", "stamp"]
+__all__ = ["Executor", "LOCAL_RAY", "LOST", "Local", "Progress", "RunContext", "failed_row", "make_executor", "stamp"]

@@ -90,13 +90,18 @@ class Unit:
         return "u" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:15]
 
 
-def runner_for(kind: str) -> Callable[..., dict[str, Any]]:
-    """The function that measures units of ``kind`` (imported on first use)."""
+def runner_target(kind: str) -> str:
+    """The "module:function" that measures units of ``kind`` (a remote executor ships this string: the
+    registry is this process's)."""
     try:
-        target = RUNNERS[kind]
+        return RUNNERS[kind]
     except KeyError:
         raise ValueError(f"no runner for units of kind '{kind}' (known: {', '.join(sorted(RUNNERS))})") from None
-    module, _, name = target.partition(":")
+
+
+def runner_for(kind: str, target: str | None = None) -> Callable[..., dict[str, Any]]:
+    """The function that measures units of ``kind`` (or the one ``target`` names), imported on first use."""
+    module, _, name = (target or runner_target(kind)).partition(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -108,4 +113,4 @@ def unique(units: Sequence[Unit]) -> list[Unit]:
     return list(seen.values())
 
 
-__all__ = ["RUNNERS", "Unit", "register_runner", "runner_for", "unique"]
+__all__ = ["RUNNERS", "Unit", "register_runner", "runner_for", "runner_target", "unique"]

@@ -92,13 +92,11 @@ RayOption = typer.Option(
 RetryFailedOption = typer.Option(
     False, "--retry-failed", help="With --resume: measure again the units whose rows failed or were skipped.")
 
-#: What a bare --ray (no address after it) means: a Ray started in this process.
-LOCAL_RAY = "local"
-
-
 def ray_argument(args: List[str]) -> List[str]:
     """Give a bare ``--ray`` its default address: the next word is an address only if it looks like one
     (host:port, ray://..., auto, local), so ``--ray cbam --shape ...`` keeps cbam a block name."""
+    from attnzoo.campaign.executors import LOCAL_RAY
+
     fixed: List[str] = []
     for i, arg in enumerate(args):
         fixed.append(arg)

@@ -1,0 +1,310 @@
+"""Units as Ray tasks (``--ray [ADDRESS]``), with the resources that keep their timings honest.
+
+* On CUDA a unit asks for a whole GPU (``num_gpus=1``, never a fraction: two measurements on one GPU time
+  each other); Ray sets CUDA_VISIBLE_DEVICES, so the block sees its GPU as ``cuda`` and the row's
+  ``device_index`` says which physical GPU of its host it was.
+* On the CPU a unit asks for the CPUs it times with: ``--threads``, or (without it) every CPU of the
+  smallest node, and sets torch's threads to that number. Ray would otherwise run it with one OpenMP
+  thread (it sets OMP_NUM_THREADS to a task's CPUs, 1 by default), and Ray does not pin CPUs: asking for
+  them is what keeps two timings off the same cores. A compiling unit's Inductor workers get the same count.
+* Each node's ceilings (the roofline's) are measured on that node, once per campaign, before its units
+  run there (a node that joins later measures them with its first unit).
+* Rows come back as they finish (``ray.wait``), so the driver writes each at once. A task whose worker or
+  node dies is retried by Ray (``max_retries``); past that, or for any error outside the block, the unit
+  still gets a row, whose status says so (``lost: ...`` rows are measured again by ``--resume``).
+* Units are submitted a few at a time (about what the cluster can run at once), so that a sweep's
+  ``before`` hook sees the rows finished so far and Ctrl-C leaves little to cancel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+from urllib.parse import urlparse
+
+from attnzoo.campaign.executors import LOCAL_RAY, LOST, RunContext, failed_row, stamp
+from attnzoo.campaign.units import Unit, runner_for, runner_target
+from attnzoo.errors import ConfigError
+
+def _one_line(text: Any, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs Ray, which is not installed: pip install 'attnzoo[ray]'") from None
+    return ray
+
+
+def check_address(address: str, timeout: float = 3.0) -> None:
+    """A host:port (or ray://host:port) that nothing answers on ends here in a second, not after Ray's
+    own minute of retries."""
+    if address in (LOCAL_RAY, "auto"):
+        return
+    parsed = urlparse(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = parsed.hostname, parsed.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise ConfigError(f"--ray {address}: expected host:port, ray://host:port or auto (or no address: a Ray here)")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--ray {address}: no Ray cluster answers there ({exc.strerror or exc})") from None
+
+
+def _cache_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "attnzoo-ray-calibration"
+
+
+def node_calibration(options) -> Any:
+    """The ceilings of the node this runs on, for ``options``: read from the node's cache of this Ray job,
+    or measured now and kept there (a pickle in the node's temporary folder, written whole)."""
+    import ray
+
+    from attnzoo.profiling.runner import calibrate
+
+    if options.mode == "train":
+        return None
+    context = ray.get_runtime_context()
+    key = repr((context.get_job_id(), context.get_node_id(), options.device, options.dtype, options.threads,
+                options.amp, context.get_accelerator_ids().get("GPU", [])[:1]))
+    path = _cache_dir() / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".pkl")
+    try:
+        return pickle.loads(path.read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError):
+        pass
+    found = calibrate(options)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(pickle.dumps(found))
+    os.replace(tmp, path)
+    return found
+
+
+def _where() -> tuple[str, str]:
+    import ray
+
+    context = ray.get_runtime_context()
+    return context.get_node_id(), ",".join(str(g) for g in context.get_accelerator_ids().get("GPU", []))
+
+
+def run_remote(unit: Unit, target: str, raise_errors: bool, threads: int | None) -> dict[str, Any]:
+    """The body of a unit's Ray task: the runner ``target`` names, with this node's ceilings and the task's
+    threads."""
+    if threads is not None and unit.settings_dict.get("compile"):
+        os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = str(threads)
+        try:
+            import torch._inductor.config as inductor_config
+
+            inductor_config.compile_threads = threads  # already imported in a reused worker
+        except Exception:  # noqa: BLE001  (an old torch without the knob: its default stands)
+            pass
+    node, gpus = _where()
+    context = RunContext(raise_errors=raise_errors, threads=threads, calibration=node_calibration)
+    try:
+        row = runner_for(unit.kind, target)(unit, context)
+    except Exception as exc:  # noqa: BLE001  (outside the block: still this unit's row, never a lost unit)
+        if raise_errors:
+            raise
+        row = failed_row(unit, f"error: {type(exc).__name__}: {_one_line(exc) or 'no message'}")
+    return stamp(row, unit, node=node, device_index=gpus)
+
+
+def calibrate_remote(unit: Unit, threads: int | None) -> str:
+    """Measure a node's ceilings for ``unit``'s settings before its units run there."""
+    import dataclasses
+
+    from attnzoo.profiling.runner import ProfileOptions
+
+    options = ProfileOptions(**unit.settings_dict)
+    if options.threads is None and threads is not None:
+        options = dataclasses.replace(options, threads=threads)
+    node_calibration(options.checked())
+    return _where()[0]
+
+
+class RayExecutor:
+    """Run units as Ray tasks on the cluster at ``address`` ("local": a Ray started here, stopped at the
+    end; "auto" or host:port: an existing cluster). ``resources(unit)`` may replace the rule above (tests
+    steer units to logical GPUs or to nodes with it)."""
+
+    remote = True
+
+    def __init__(self, address: str, raise_errors: bool = False, max_retries: int = 3,
+                 resources: Callable[[Unit], dict[str, Any]] | None = None, num_cpus: int | None = None,
+                 calibrate: bool = True):
+        self.ray = _import_ray()
+        self.address = address or LOCAL_RAY
+        check_address(self.address)
+        self.raise_errors = raise_errors
+        self.max_retries = max_retries
+        self.custom_resources = resources
+        self.num_cpus = num_cpus  # of a local Ray (default: the machine's)
+        self.calibrate = calibrate
+        self.owned = False
+
+    # ---------------------------------------------------------------- connection
+    def connect(self) -> None:
+        ray = self.ray
+        if ray.is_initialized():  # this process already has Ray (a test session, a notebook): use it
+            return
+        quiet = {"log_to_driver": False, "configure_logging": True, "logging_level": "ERROR"}
+        try:
+            if self.address == LOCAL_RAY:
+                ray.init(num_cpus=self.num_cpus, include_dashboard=False, **quiet)
+                self.owned = True
+            else:
+                ray.init(address=self.address, **quiet)
+        except ConnectionError as exc:
+            raise ConfigError(f"--ray {self.address}: no Ray cluster found ({_one_line(exc, 160)})") from None
+        except Exception as exc:  # noqa: BLE001  (Ray raises many kinds for a cluster it cannot join)
+            raise ConfigError(f"--ray {self.address}: cannot join the cluster: {type(exc).__name__}: "
+                              f"{_one_line(exc, 160)}") from None
+
+    def close(self) -> None:
+        if self.owned and self.ray.is_initialized():
+            self.ray.shutdown()
+        self.owned = False
+
+    # ---------------------------------------------------------------- resources
+    def _nodes(self) -> list[dict[str, Any]]:
+        return [n for n in self.ray.nodes() if n.get("Alive")]
+
+    def _plan(self, unit: Unit) -> tuple[dict[str, Any], int | None]:
+        """The task options of ``unit`` and the threads it times with (None: the unit's own setting)."""
+        settings = unit.settings_dict
+        threads = settings.get("threads")
+        if self.custom_resources is not None:
+            return dict(self.custom_resources(unit)), threads
+        device = str(settings.get("device", "auto"))
+        gpus = sum(n["Resources"].get("GPU", 0) for n in self._nodes())
+        if ":" in device:
+            raise ConfigError(f"--device {device}: under --ray each unit gets a whole GPU from Ray; use --device cuda")
+        if device == "cuda" or (device == "auto" and gpus > 0):
+            if gpus == 0:
+                raise ConfigError("--device cuda under --ray, but the cluster has no GPU")
+            return {"num_gpus": 1, "num_cpus": threads or 1}, threads
+        if threads is None:  # the CPUs of the smallest node: every unit fits anywhere, alone
+            threads = int(min(n["Resources"].get("CPU", 1) for n in self._nodes()) or 1)
+        return {"num_cpus": threads, "num_gpus": 0}, threads
+
+    def _slots(self, task: dict[str, Any]) -> int:
+        """How many tasks like ``task`` the cluster runs at once."""
+        total = 0
+        for node in self._nodes():
+            have = node["Resources"]
+            fits = [int(have.get("CPU", 0) // task["num_cpus"]) if task.get("num_cpus") else None,
+                    int(have.get("GPU", 0) // task["num_gpus"]) if task.get("num_gpus") else None]
+            fits += [int(have.get(name, 0) // need) for name, need in task.get("resources", {}).items()]
+            fits = [f for f in fits if f is not None]
+            total += min(fits) if fits else 1
+        return max(total, 1)
+
+    def _fits(self, node: dict[str, Any], task: dict[str, Any]) -> bool:
+        have = node["Resources"]
+        needs = {"CPU": task.get("num_cpus") or 0, "GPU": task.get("num_gpus") or 0, **task.get("resources", {})}
+        return all(have.get(name, 0) >= need for name, need in needs.items() if need)
+
+    def _calibrate_nodes(self, units: Sequence[Unit]) -> None:
+        """Each node's ceilings, for each distinct setting of the units that time a forward, measured on that
+        node before the units (all nodes at once, each calibration with a unit's resources)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        calibrate_task = self.ray.remote(calibrate_remote)
+        firsts: dict[Any, Unit] = {}
+        for unit in units:
+            if unit.kind == "profile" and unit.settings_dict.get("mode") != "train":
+                firsts.setdefault(unit.settings, unit)
+        refs = []
+        for unit in firsts.values():
+            task, threads = self._plan(unit)
+            for node in self._nodes():
+                if self._fits(node, task):
+                    strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+                    refs.append(calibrate_task.options(**task, scheduling_strategy=strategy,
+                                                       max_retries=0).remote(unit, threads))
+        for ref in refs:
+            try:
+                self.ray.get(ref)
+            except self.ray.exceptions.RayError:
+                pass  # that node died or failed: its first unit measures the ceilings itself
+
+    # ---------------------------------------------------------------- running
+    def run(self, units: Sequence[Unit], before=None, progress=None) -> Iterator[dict[str, Any]]:
+        self.connect()
+        try:
+            yield from self._run(list(units), before, progress)
+        finally:
+            self.close()
+
+    def _run(self, units: list[Unit], before, progress) -> Iterator[dict[str, Any]]:
+        ray = self.ray
+        if not units:
+            return
+        planned = [(unit, *self._plan(unit)) for unit in units]  # a bad device ends here, before any task
+        if self.calibrate:
+            self._calibrate_nodes(units)
+        task_fn = ray.remote(run_remote)
+        queue = list(planned)
+        running: dict[Any, Unit] = {}
+        window, checked_at = self._slots(planned[0][1]), time.monotonic()
+        try:
+            while queue or running:
+                while queue and len(running) < window:
+                    unit, task, threads = queue.pop(0)
+                    row = before(unit) if before is not None else None
+                    if row is not None:
+                        stamp(row, unit)
+                        if progress is not None:
+                            progress.finished(unit, row)
+                        yield row
+                        continue
+                    target = runner_target(unit.kind)
+                    ref = task_fn.options(**task, max_retries=self.max_retries, retry_exceptions=False).remote(
+                        unit, target, self.raise_errors, threads)
+                    running[ref] = unit
+                    if progress is not None:
+                        progress.started(unit)
+                if not running:
+                    continue
+                done, _ = ray.wait(list(running), num_returns=1, timeout=5.0)
+                if time.monotonic() - checked_at > 10:  # nodes come and go
+                    window, checked_at = self._slots(planned[0][1]), time.monotonic()
+                for ref in done:
+                    unit = running.pop(ref)
+                    row = self._result(ref, unit)
+                    if progress is not None:
+                        progress.finished(unit, row)
+                    yield row
+        finally:
+            for ref in running:  # Ctrl-C or an error: what is still running is not needed any more
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _result(self, ref, unit: Unit) -> dict[str, Any]:
+        ray = self.ray
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # only with --debug: the block's own error, raised
+            raise exc.as_instanceof_cause() from None
+        except ray.exceptions.RayError as exc:  # its worker or node died, past the retries
+            row = failed_row(unit, f"{LOST}: {type(exc).__name__} after {self.max_retries} retries: "
+                                   f"{_one_line(exc, 160)}")
+            return stamp(row, unit)
+
+
+__all__ = ["RayExecutor", "check_address", "node_calibration", "run_remote"]
