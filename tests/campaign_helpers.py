@@ -17,3 +17,11 @@ def crash_once(unit, context):
 
 def raises(unit, context):
     raise ValueError("a bug outside the block")
+
+
+def sleepy(unit, context):
+    """A unit that takes a while, so that a test can remove its node while it runs."""
+    import time
+
+    time.sleep(unit.settings_dict["seconds"])
+    return {"block": unit.block, "shape": unit.shape_text, "status": "ok"}
