@@ -5,7 +5,7 @@ Listing and looking up cards never imports torch; ``create`` and ``profile`` do.
 There is no ``sweep`` function here (it would be hidden by the ``attnzoo.sweep`` module of the same name):
 ``attnzoo sweep`` is a command; from Python, profile a grid and fit it::
 
-    from attnzoo.sweep import fit_rows, grid_shapes, parse_values
+    from attnzoo.growth import fit_rows, grid_shapes, parse_values
     frame = attnzoo.profile("mha", grid_shapes((1, 64, 8, 8), "hw", parse_values("16,32,64")), mode="infer")
     fits = fit_rows(frame.to_dict("records"), "hw", ["macs", "fwd_ms"])
 """

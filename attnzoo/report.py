@@ -132,7 +132,7 @@ def sweep_axis(rows: Sequence[dict[str, Any]]) -> str | None:
 
     An explicit ``over`` column wins; otherwise each block's shapes must differ along one axis only.
     """
-    from attnzoo.sweep import AXES
+    from attnzoo.growth import AXES
 
     explicit = {r.get("over") for r in rows if r.get("over") in AXES}
     if len(explicit) == 1:
@@ -169,7 +169,9 @@ def sweep_axis(rows: Sequence[dict[str, Any]]) -> str | None:
 
 def _sweep_section(name: str, rows: list[dict[str, Any]], cards: dict[str, Any]) -> str:
     """A plot (inline PNG) and the fitted exponents of one file's sweep; "" when the file is no sweep."""
-    from attnzoo.sweep import AXIS_VARIABLE, METRICS, fit_rows, plot
+    from attnzoo.growth import AXIS_VARIABLE, fit_rows
+    from attnzoo.profiling.measurements import METRICS
+    from attnzoo.sweep import plot
 
     over = sweep_axis(rows)
     if over is None:

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import common
 from common import machine_line, parser, write_json
-from attnzoo.sweep import crossover_label  # noqa: E402  (common has put the checkout on sys.path)
+from attnzoo.growth import crossover_label  # noqa: E402  (common has put the checkout on sys.path)
 
 README = common.ROOT / "README.md"
 START, END = "<!-- atlas:start -->", "<!-- atlas:end -->"
@@ -143,7 +143,7 @@ def section(rows: list[dict], results: list[dict], fits: dict, families: dict, c
 
 def main(argv=None) -> dict:
     from attnzoo.registry import get_spec
-    from attnzoo.sweep import crossovers, fit_rows
+    from attnzoo.growth import crossovers, fit_rows
 
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--readme", action="store_true", help="rewrite README.md's atlas section")

@@ -53,7 +53,7 @@ def profile_section(info: dict) -> str:
 
 def sweep_section(info: dict) -> str:
     from attnzoo.registry import get_spec
-    from attnzoo.sweep import fit_rows
+    from attnzoo.growth import fit_rows
 
     with tempfile.TemporaryDirectory() as folder:
         rows_path = Path(folder) / "sweep.csv"

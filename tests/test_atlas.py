@@ -13,8 +13,8 @@ import pytest
 from attnzoo.cli import run
 from attnzoo.errors import ConfigError
 from attnzoo.profiling.suites import load_suite
-from attnzoo.sweep import (add_crossover_columns, crossing_points, crossover_label, crossovers, family_styles,
-                           mark_crossovers)
+from attnzoo.growth import add_crossover_columns, crossing_points, crossover_label, crossovers
+from attnzoo.sweep import family_styles, mark_crossovers
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--mode", "infer", "--min-time", "0.01", "--threads", "1"]

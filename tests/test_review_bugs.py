@@ -341,7 +341,7 @@ def test_info_example_shape_builds_for_both_layouts(capsys):
 
 def test_package_docstring_sweep_recipe_runs():
     import attnzoo
-    from attnzoo.sweep import fit_rows, grid_shapes, parse_values
+    from attnzoo.growth import fit_rows, grid_shapes, parse_values
 
     assert not callable(getattr(attnzoo, "sweep", None))  # no sweep function is advertised
     frame = attnzoo.profile("sdpa", grid_shapes((1, 8, 4, 4), "hw", parse_values("4,8")), mode="infer",

@@ -172,8 +172,11 @@ def test_compile_mode_records_its_time_and_modes():
     assert row["status"] == "ok", row["status"]
     assert row["compile"] == "default" and row["compile_s"] > 0
     assert row["fwd_ms"] > 0 and row["train_ms"] > 0
+    assert row["compile_cache"] in ("warm", "cold")
+    again = _row("se", (2, 16, 8, 8), compile=True, mode="both")
+    assert again["compile_cache"] == "warm"  # the same graphs again: Inductor's on-disk cache has them
     eager = _row("se", (2, 16, 8, 8))
-    assert eager["compile"] == "" and eager["compile_s"] is None
+    assert eager["compile"] == "" and eager["compile_s"] is None and eager["compile_cache"] is None
 
 
 def test_a_block_that_fails_to_compile_records_why(monkeypatch):

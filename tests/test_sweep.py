@@ -12,7 +12,7 @@ from attnzoo.errors import ConfigError
 from attnzoo.profiling import runner
 from attnzoo.profiling.suites import load_suite
 from attnzoo.campaign.rows import RowFile, point_key
-from attnzoo.sweep import axis_value, extrapolate, fit_power_law, fit_rows, grid_shapes, parse_values
+from attnzoo.growth import axis_value, extrapolate, fit_power_law, fit_rows, grid_shapes, parse_values
 
 FAST = ["--mode", "infer", "--min-time", "0.01", "--threads", "1"]
 

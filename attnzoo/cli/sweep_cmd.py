@@ -124,7 +124,7 @@ def sweep_command(
     from attnzoo.profiling.runner import COLUMNS, ProfileOptions, unit_settings
     from attnzoo.registry import get_spec, resolve_names
     from attnzoo.output import PLOT_SUFFIXES, check_output, output_format
-    from attnzoo.sweep import grid_shapes, parse_values
+    from attnzoo.growth import grid_shapes, parse_values
 
     fmt = check_format(fmt)
     # Paths that cannot be written end here, before any measurement.
@@ -249,7 +249,7 @@ def _network_base(in_network: dict, shape: Optional[str], over: Optional[str], d
 def _crossovers(rows, baseline, over, row_file) -> list[dict[str, Any]]:
     """The crossovers against ``baseline``, also written into the rows (and the --output file)."""
     from attnzoo.profiling.runner import COLUMNS
-    from attnzoo.sweep import add_crossover_columns, crossover_columns, crossovers
+    from attnzoo.growth import add_crossover_columns, crossover_columns, crossovers
 
     results = crossovers(rows, baseline, over)
     add_crossover_columns(rows, results, baseline, over)
@@ -261,7 +261,7 @@ def _crossovers(rows, baseline, over, row_file) -> list[dict[str, Any]]:
 
 def _crossover_table(results, specs) -> tuple[list[dict[str, Any]], list[str], str]:
     """One row per block (and base shape): its family and one crossover cell per metric."""
-    from attnzoo.sweep import CROSSOVER_METRICS, crossover_label
+    from attnzoo.growth import CROSSOVER_METRICS, crossover_label
 
     table: dict[tuple[str, str], dict[str, Any]] = {}
     for result in results:
@@ -281,7 +281,7 @@ def _crossover_table(results, specs) -> tuple[list[dict[str, Any]], list[str], s
 
 def _estimate_mib(previous: list[dict[str, Any]], shape: tuple[int, ...], over: str) -> float | None:
     """The block's peak at ``shape``, extrapolated from its previous points (the larger of fwd and train)."""
-    from attnzoo.sweep import axis_value, extrapolate, shape_of
+    from attnzoo.growth import axis_value, extrapolate, shape_of
 
     estimates = []
     for metric in ("fwd_peak_mib", "train_peak_mib"):
@@ -327,7 +327,8 @@ def _report(rows, specs, over, fmt, output, plot, results=None) -> int:
     from attnzoo.cli.profile_cmd import _caption, _table_rows
     from attnzoo.output import render, to_table
     from attnzoo.profiling.runner import COLUMNS
-    from attnzoo.sweep import METRICS, crossover_columns, fit_rows
+    from attnzoo.growth import crossover_columns, fit_rows
+    from attnzoo.profiling.measurements import METRICS
     from attnzoo.sweep import plot as plot_rows
 
     stated = {name: (spec.complexity, spec.macs_exponent) for name, spec in specs.items()}

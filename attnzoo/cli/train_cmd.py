@@ -96,7 +96,7 @@ def train_command(
     if train_size < 1 or test_size < 1:
         raise ConfigError("--train-size and --test-size must be at least 1")
     if compile_:
-        from attnzoo.profiling.prepare import check_compiler
+        from attnzoo.modes import check_compiler
         from attnzoo.train.loop import resolve_device
 
         check_compiler(resolve_device(device).type)

@@ -134,7 +134,7 @@ def _network():
 
 
 def _compile_time(prepared, calibration, row) -> dict[str, Any]:
-    return {"compile_s": prepared.compile_s}
+    return {"compile_s": prepared.compile_s, "compile_cache": prepared.compile_cache or None}
 
 
 MEASUREMENTS: tuple[Measurement, ...] = (
@@ -157,6 +157,8 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     ), "any", _bytes),
     Measurement("compiling", (
         Column("compile_s", unit="s", label="compile s", describe="compile time: the first calls under --compile"),
+        Column("compile_cache", style="text", lower_is_better=None,
+               describe="warm: Inductor's on-disk cache held the compiled code already; cold: it was written"),
     ), "any", _compile_time),
     Measurement("forward timing", (
         Column("fwd_ms", unit="ms", label="fwd ms", style="ms", metric=True, describe="forward latency: median"),

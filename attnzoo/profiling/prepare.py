@@ -8,7 +8,6 @@ the example inputs in the right memory format, and the two calls every timing an
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -17,31 +16,7 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_leaves
 
-
-def check_compiler(device_type: str) -> None:
-    """``--compile`` on the CPU needs the C++ compiler that torch.compile's CPU backend calls."""
-    import os
-    import shutil
-
-    from attnzoo.errors import ConfigError
-
-    if device_type != "cpu":
-        return
-    candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
-    if not any(shutil.which(name) for name in candidates):
-        raise ConfigError("--compile on the CPU needs a C++ compiler (g++ or clang++, or $CXX) and none was found")
-
-
-def autocast(device: str, enabled: bool):
-    """The autocast context of ``--amp`` on ``device`` (a null context when off)."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype(device))
-
-
-def autocast_dtype(device: str) -> torch.dtype:
-    """What ``--amp`` computes in: bfloat16 on the CPU (its fast half type), float16 on CUDA."""
-    return torch.float16 if device.startswith("cuda") else torch.bfloat16
+from attnzoo.modes import autocast
 
 
 class BlockFailure(Exception):
@@ -61,6 +36,7 @@ class Prepared:
     options: Any  # the checked ProfileOptions
     batch: int
     compile_s: float | None = None
+    compile_cache: str = ""  # warm: the compile found all it needed in Inductor's on-disk cache; cold: it wrote to it
     # A network row: the qualified names of the placed blocks (empty for a block row), and their MACs by module.
     attention: tuple[str, ...] = ()
     macs_by_module: dict[str, int] = field(default_factory=dict)
@@ -125,6 +101,26 @@ def _timed(fn: Callable[[], Any], device: str) -> float:
     return time.perf_counter() - start
 
 
+def _compile_cache_files() -> int | None:
+    """How many files Inductor's on-disk cache holds (None when it cannot be found). The cache is per
+    machine and kept across processes, so a block compiled before on this node compiles faster: a compile
+    that adds no file found everything there."""
+    import os
+
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir  # torch >= 2.4
+    except ImportError:
+        try:
+            from torch._inductor.utils import cache_dir  # older torch
+        except ImportError:
+            return None
+    try:
+        root = cache_dir()
+    except Exception:  # noqa: BLE001
+        return None
+    return sum(len(files) for _, _, files in os.walk(root)) if os.path.isdir(root) else 0
+
+
 def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | None = None,
             network=None) -> Prepared:
     """Build ``spec`` at ``shape`` for ``options`` (checked ProfileOptions) and run it once in every mode
@@ -167,6 +163,7 @@ def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | 
         # its own block from a clean cache.
         torch._dynamo.reset()
         prepared.module = torch.compile(eager, mode=mode)
+        cached = _compile_cache_files()
         spent = 0.0
         try:
             with torch.inference_mode():
@@ -179,6 +176,9 @@ def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | 
         except Exception as exc:  # noqa: BLE001
             raise BlockFailure("compile", exc) from exc
         prepared.compile_s = round(spent, 3)
+        after = _compile_cache_files()
+        if cached is not None and after is not None:
+            prepared.compile_cache = "warm" if after <= cached else "cold"
     elif options.mode in ("train", "both"):
         try:
             prepared.module.train()
@@ -191,4 +191,4 @@ def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | 
     return prepared
 
 
-__all__ = ["BlockFailure", "Prepared", "autocast", "autocast_dtype", "check_compiler", "prepare"]
+__all__ = ["BlockFailure", "Prepared", "prepare"]

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from attnzoo.errors import ConfigError, ProfilerError, ShapeError
 from attnzoo.profiling.measurements import COLUMNS as _COLUMNS
 from attnzoo.profiling.measurements import MEASUREMENTS, Calibration
-from attnzoo.profiling.prepare import check_compiler
+from attnzoo.modes import check_compiler
 from attnzoo.versions import check_supported
 
 #: Every row has these keys, in this order (see attnzoo.profiling.measurements for units and meaning).
@@ -150,7 +150,7 @@ def blank_row(name: str, shape: str, options: ProfileOptions,
     import torch
 
     from attnzoo import __version__
-    from attnzoo.profiling.prepare import autocast_dtype
+    from attnzoo.modes import autocast_dtype
 
     row: dict[str, Any] = {column: None for column in COLUMNS}
     row.update(block=name, shape=shape, status=OK, uncounted_ops="", mode=options.mode,
@@ -176,7 +176,7 @@ def calibrate(options: ProfileOptions) -> Calibration | None:
     """
     from attnzoo.profiling.bandwidth import bandwidth_curve
     from attnzoo.profiling.efficiency import conv_peak, matmul_peak
-    from attnzoo.profiling.prepare import autocast_dtype
+    from attnzoo.modes import autocast_dtype
 
     if options.mode == "train":
         return None

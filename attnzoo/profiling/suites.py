@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from attnzoo.errors import AttnzooError, ConfigError
-from attnzoo.sweep import grid_shapes
+from attnzoo.growth import grid_shapes
 
 OPTION_TYPES: dict[str, tuple[type, ...]] = {"device": (str,), "dtype": (str,), "mode": (str,),
                                              "min_time": (int, float), "warmup": (int,), "seed": (int,),
@@ -178,7 +178,7 @@ def load_suite(name_or_path: str) -> Suite:
 
 
 def _sweep_table(table: Any, path: Path) -> tuple[str | None, list[int]]:
-    from attnzoo.sweep import AXES
+    from attnzoo.growth import AXES
 
     if table is None:
         return None, []

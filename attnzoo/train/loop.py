@@ -204,7 +204,7 @@ class TrainStep:
 
     def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, compile_: bool = False,
                  amp: bool = False, channels_last: bool = False):
-        from attnzoo.profiling.prepare import autocast
+        from attnzoo.modes import autocast
 
         if channels_last:
             net.to(memory_format=torch.channels_last)
