@@ -105,13 +105,13 @@ def test_attach_refuses_a_model_without_places_in_one_line():
 def test_placed_blocks_receive_gradients(network, block, placement, count):
     from attnzoo.networks.build import create_network
 
-    placed = create_network(get_network(network), attnzoo.get_spec(block), SMALL, placement)
+    placed = create_network(get_network(network), attnzoo.get_spec(block), "1,3,32,32", placement)
     assert placed.placement == placement and len(placed.blocks) == count
     model = placed.model.train()
     for module in model.modules():  # torchvision's ViT starts with a zero head: no gradient would pass it
         if isinstance(module, nn.Linear) and module.out_features == 1000:
             nn.init.normal_(module.weight, std=0.01)
-    model(torch.randn(2, 3, 64, 64)).sum().backward()
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
     for name in placed.blocks:
         grads = [p.grad for p in model.get_submodule(name).parameters()]
         assert all(g is not None and torch.isfinite(g).all() for g in grads), name
