@@ -46,6 +46,11 @@ HELP = "\n\n".join([
     'runs one shard of them (join the parts with attnzoo merge), --ray runs them as Ray tasks, and with '
     '--output FILE (.csv or .json) each row is written as it finishes, so --resume completes an interrupted '
     'run. Each row says where it ran: host, node, device, threads.',
+    'Networks: --network NET (see attnzoo list --networks) places each block in NET as its paper does '
+    '(--placement, --stages) and measures the whole network at --shape B,3,H,W, beside the plain network\'s row '
+    '(block none): network rows add added_params, added_macs, added_fwd_ms, added_train_ms and the blocks\' '
+    'share of the MACs and forward time (attn_macs_share, attn_time_share). A block the network cannot hold is '
+    'a skipped row saying why.',
     'Exit status: 0 when every row succeeded, 1 when a row failed (its status says why), 2 for a usage '
     'error, 70 for an internal error of attnzoo (--debug shows its traceback).',
 ])
