@@ -210,8 +210,9 @@ def _uniform(generator: torch.Generator, *shape: int, low: float = 0.0, high: fl
     return low + (high - low) * torch.rand(*shape, generator=generator)
 
 
-def _synthetic_chunk(n: int, seed: int, chunk: int) -> torch.Tensor:
-    """``n`` images (at most SYNTHETIC_CHUNK) of chunk ``chunk``, all drawn from one generator."""
+def _synthetic_chunk(n: int, seed: int, chunk: int, level: float = 0.0) -> torch.Tensor:
+    """``n`` images (at most SYNTHETIC_CHUNK) of chunk ``chunk``, all drawn from one generator, then hardened
+    to ``level``."""
     g = torch.Generator().manual_seed((seed * 1_000_003 + chunk) & 0x7FFFFFFFFFFFFFFF)
     size = IMAGE_SIZE
     y = torch.linspace(-1.0, 1.0, size).view(1, 1, size, 1)
@@ -264,18 +265,72 @@ def _synthetic_chunk(n: int, seed: int, chunk: int) -> torch.Tensor:
 
     # Sensor noise, then quantise as a camera would.
     image = image + 3.0 * torch.randn(n, 3, size, size, generator=g)
+    if level > 0:  # a second generator: at level 0 the images are exactly the easy setting's
+        hard = torch.Generator().manual_seed((seed * 1_000_003 + chunk) ^ 0x2545F4914F6CDD1D)
+        image = _harden(image, level, hard)
     return image.clamp(0, 255).round().to(torch.uint8)
 
 
-def synthetic_images(count: int, seed: int = 0) -> torch.Tensor:
-    """``count`` deterministic natural-looking 96x96 RGB images (uint8): gradients, textures, shapes, highlights.
+def _harden(image: torch.Tensor, level: float, g: torch.Generator) -> torch.Tensor:
+    """What makes the white patch harder to see, each scaled by ``level`` (see DIFFICULTIES): haze that lifts
+    the background towards white (less contrast), near-white rectangles and squares the size of the patch
+    (distractors), fine texture, and sensor noise."""
+    n, _, size, _ = image.shape
+    y = torch.arange(size, dtype=torch.float32).view(1, 1, size, 1)
+    x = torch.arange(size, dtype=torch.float32).view(1, 1, 1, size)
+    # Haze: each image drawn part of the way towards a bright grey.
+    haze = _uniform(g, n, 1, 1, 1, high=min(0.8, 0.5 * level))
+    image = image + haze * (230.0 - image)
+    # Distractors: up to 4 a image, present with probability min(1, 0.6 level) each, 5-28 px a side (half of
+    # them squares of the patch's size), 215-252 in every channel: bright, but never the patch's exact 255.
+    slots = 4
+    present = torch.rand(n, slots, 1, 1, generator=g) < min(1.0, 0.6 * level)
+    square = torch.rand(n, slots, 1, 1, generator=g) < 0.5
+    height = torch.where(square, _uniform(g, n, slots, 1, 1, low=12.0, high=20.0),
+                         _uniform(g, n, slots, 1, 1, low=5.0, high=28.0)).round()
+    width = torch.where(square, height, _uniform(g, n, slots, 1, 1, low=5.0, high=28.0).round())
+    top = _uniform(g, n, slots, 1, 1, high=1.0) * (size - height)
+    left = _uniform(g, n, slots, 1, 1, high=1.0) * (size - width)
+    inside = (y >= top.round()) & (y < top.round() + height) & (x >= left.round()) & (x < left.round() + width)
+    inside = inside & present  # (n, slots, H, W)
+    value = _uniform(g, n, slots, 1, 1, low=215.0, high=252.0)
+    for k in range(slots):
+        image = torch.where(inside[:, k:k + 1], value[:, k:k + 1], image)
+    # Fine texture and extra noise.
+    image = image + 14.0 * level * _smooth_noise(n, 1, 48, g)
+    return image + 8.0 * level * torch.randn(n, 3, size, size, generator=g)
+
+
+#: Named difficulties of the synthetic images: the ``level`` of :func:`_harden`. ``easy`` is the images
+#: attnzoo generated before difficulties existed; ``article`` (the default) is the level at which the plain
+#: cnn's minimum test loss under the article's protocol lands near its 0.054 on STL10, chosen by
+#: benchmarks/difficulty.py; ``hard`` is beyond it.
+DIFFICULTIES = {"easy": 0.0, "article": 1.0, "hard": 2.0}
+DEFAULT_DIFFICULTY = "article"
+
+
+def difficulty_level(name: str | float) -> float:
+    """The level of a named difficulty (a number, 0 or more, is taken as the level itself)."""
+    if isinstance(name, (int, float)) and not isinstance(name, bool):
+        if not 0 <= name <= 10:
+            raise ConfigError(f"a difficulty level must be between 0 and 10, got {name}")
+        return float(name)
+    if name not in DIFFICULTIES:
+        raise ConfigError(f"unknown difficulty '{name}'; choose one of {', '.join(DIFFICULTIES)}")
+    return DIFFICULTIES[name]
+
+
+def synthetic_images(count: int, seed: int = 0, difficulty: str | float = "easy") -> torch.Tensor:
+    """``count`` deterministic natural-looking 96x96 RGB images (uint8): gradients, textures, shapes, highlights,
+    made harder by ``difficulty`` (a name of DIFFICULTIES or a level).
 
     Images are generated in seeded chunks of SYNTHETIC_CHUNK, so image ``i`` is the same whatever ``count``.
     """
+    level = difficulty_level(difficulty)
     chunks = []
     for chunk in range(-(-count // SYNTHETIC_CHUNK)):
         n = min(SYNTHETIC_CHUNK, count - chunk * SYNTHETIC_CHUNK)
-        chunks.append(_synthetic_chunk(SYNTHETIC_CHUNK, seed, chunk)[:n])
+        chunks.append(_synthetic_chunk(SYNTHETIC_CHUNK, seed, chunk, level)[:n])
     if not chunks:
         return torch.empty((0, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
     return torch.cat(chunks)
@@ -319,8 +374,10 @@ def resolve_dataset(dataset: str, data_root: str | None) -> tuple[str, str | Non
     return "synthetic", None, f"no STL10 files found ({where}); using --dataset synthetic"
 
 
-def load_task(dataset: str, data_root: str | None, train_size: int, test_size: int, seed: int) -> TaskData:
-    """The train images (source positions 0..train_size-1) and the test images after them, as the article."""
+def load_task(dataset: str, data_root: str | None, train_size: int, test_size: int, seed: int,
+              difficulty: str | float = DEFAULT_DIFFICULTY) -> TaskData:
+    """The train images (source positions 0..train_size-1) and the test images after them, as the article.
+    ``difficulty`` applies to synthetic images only."""
     if train_size < 1 or test_size < 1:
         raise ConfigError("--train-size and --test-size must be at least 1")
     total = train_size + test_size
@@ -331,8 +388,8 @@ def load_task(dataset: str, data_root: str | None, train_size: int, test_size: i
         images = load_image_folder(data_root, total)
         source = f"images under {data_root}"
     elif dataset == "synthetic":
-        images = synthetic_images(total, seed)
-        source = f"synthetic images (seed {seed})"
+        images = synthetic_images(total, seed, difficulty)
+        source = f"synthetic images (seed {seed}, difficulty {difficulty})"
     else:
         raise ConfigError(f"unknown dataset '{dataset}'")
     indices = torch.arange(total, dtype=torch.int64)

@@ -35,7 +35,7 @@ ARTICLE = {
     "cbam": {"min_train_loss": 2.7868e-05, "min_test_loss": 0.028048},
 }
 # Settings a checkpoint must share with the run that resumes it.
-RESUME_KEYS = ("block", "overrides", "seed", "train_size", "test_size", "dataset")
+RESUME_KEYS = ("block", "overrides", "seed", "train_size", "test_size", "dataset", "difficulty")
 VIZ_IMAGES = 6
 
 
@@ -51,17 +51,22 @@ class TrainConfig:
     train_size: int = 4000
     test_size: int = 1000
     dataset: str = "synthetic"
+    difficulty: str = "article"  # of synthetic images (attnzoo.train.data.DIFFICULTIES)
     resume: bool = False
     registry: tuple[str, ...] = ()
     compile: bool = False  # torch.compile the network
     amp: bool = False  # autocast: bfloat16 on CPU, float16 on CUDA (with a gradient scaler)
     channels_last: bool = False  # network and images in channels-last memory format
+    keep_checkpoints: bool = True  # False: only the latest epoch's checkpoint stays (a comparison's many runs)
+    figures: str = "every"  # draw loss.png, accuracy.png, attention.png after every epoch, the "last" only, or "none"
 
     def check(self) -> None:
         if self.epochs < 1:
             raise ConfigError("--epochs must be at least 1")
         if self.batch_size < 1:
             raise ConfigError("--batch-size must be at least 1")
+        if self.figures not in ("every", "last", "none"):
+            raise ConfigError(f"figures must be every, last or none, got '{self.figures}'")
         if not self.lr > 0:
             raise ConfigError("--lr must be positive")
 
@@ -363,8 +368,10 @@ def train(cfg: TrainConfig, data: TaskData, info: Dist | None = None,
             history.append(row)
             progress.update(task, loss=row["train_loss"], acc=row["train_acc"],
                             extra=f"| test loss {test_loss:.4f} acc {test_acc:.3f}")
+            draw = cfg.figures == "every" or (cfg.figures == "last" and epoch == cfg.epochs)
             if info.main:
                 write_metrics(history, out / "metrics.csv")
+            if info.main and draw:
                 viz.plot_curves(history, out, cfg.block)
                 x, y = data.test.batch(viz_positions, info.device)
                 with torch.no_grad():
@@ -372,7 +379,11 @@ def train(cfg: TrainConfig, data: TaskData, info: Dist | None = None,
                     probs = torch.sigmoid(model(x))
                 viz.plot_attention(x, features, weights, y, probs, out / "attention.png",
                                    f"{cfg.block}, epoch {epoch}: test images")
+            if info.main:
                 save_checkpoint(checkpoint_dir(out) / f"epoch-{epoch:03d}.pt", model, optimizer, epoch, history, cfg)
+                previous = checkpoint_dir(out) / f"epoch-{epoch - 1:03d}.pt"
+                if not cfg.keep_checkpoints and previous.is_file():
+                    previous.unlink()
             _barrier(info)
     if info.main and history and start >= cfg.epochs:
         write_metrics(history, out / "metrics.csv")

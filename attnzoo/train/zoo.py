@@ -1,0 +1,350 @@
+"""Comparisons of many blocks and seeds on the white-patch task: what a block buys, beside what it costs.
+
+A comparison is a list of runs (:class:`TrainRun`: a block, a seed, its constructor overrides), each trained by
+:func:`run_one` into one row, and rows appended to a :class:`~attnzoo.sweep.RowFile` as they finish (so an
+interrupted comparison keeps its finished runs and ``--resume`` trains only the rest). Runs share nothing but
+the images (loaded once) and the settings (:class:`Protocol`), so any executor that maps ``run_one`` over the
+runs and hands the rows to the writer can run them: this module runs them in turn.
+
+A row holds the run's curves (``test_loss_curve``, ``train_loss_curve``: one figure per epoch), its
+derived figures and the block's cost at the training shape (params, MACs, forward time, measured once per
+block); :func:`summarise` turns the rows into one line per block with mean and standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from attnzoo.errors import AttnzooError, ConfigError, ShapeError, UnknownBlockError
+
+#: One row per (block, seed), in this order.
+RUN_COLUMNS = ("block", "family", "seed", "status", "shape", "params", "block_params", "macs", "fwd_ms", "epochs",
+               "min_train_loss", "min_test_loss", "last_test_loss", "best_test_acc", "epochs_to_target",
+               "wall_s", "img_per_s", "dataset", "difficulty", "train_size", "test_size", "batch_size", "lr",
+               "target_loss", "last_epochs", "overrides", "device", "torch", "timestamp", "test_loss_curve",
+               "train_loss_curve", "test_acc_curve")
+#: One row per block: the mean over its seeds (``*_std`` the sample standard deviation) and its cost.
+SUMMARY_COLUMNS = ("block", "family", "seeds", "params", "block_params", "macs", "fwd_ms", "min_test_loss",
+                   "min_test_loss_std", "last_test_loss", "last_test_loss_std", "best_test_acc", "best_test_acc_std",
+                   "epochs_to_target", "reached_target", "article_min_test_loss")
+#: Settings every row of a comparison shares; a resume with others is refused.
+PROTOCOL_KEYS = ("epochs", "batch_size", "lr", "train_size", "test_size", "dataset", "difficulty", "data_seed",
+                 "target_loss", "last_epochs", "compile", "amp", "channels_last")
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """One unit of a comparison: ``block`` trained from ``seed`` (weights and batch order)."""
+
+    block: str
+    seed: int
+    overrides: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.block, self.seed
+
+    @property
+    def folder(self) -> str:
+        return f"{self.block}/seed-{self.seed}"
+
+
+@dataclass
+class Protocol:
+    """What every run of a comparison shares: the training settings and how a row's figures are derived."""
+
+    out: Path
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 1e-4
+    train_size: int = 4000
+    test_size: int = 1000
+    dataset: str = "synthetic"
+    difficulty: str = "article"
+    data_seed: int = 0  # the images and patches: the same for every run
+    target_loss: float = 0.1  # epochs_to_target: the first epoch whose test loss is at most this
+    last_epochs: int | None = None  # last_test_loss: the mean over this many final epochs (default: a fifth)
+    registry: tuple[str, ...] = ()
+    compile: bool = False
+    amp: bool = False
+    channels_last: bool = False
+
+    def check(self) -> None:
+        if not 0 < self.target_loss < 1:
+            raise ConfigError(f"--target-loss must be between 0 and 1 (a binary cross-entropy), got {self.target_loss}")
+        if self.last_epochs is not None and not 1 <= self.last_epochs <= self.epochs:
+            raise ConfigError(f"--last-epochs must be between 1 and --epochs ({self.epochs}), got {self.last_epochs}")
+
+    @property
+    def last(self) -> int:
+        return self.last_epochs or max(1, round(self.epochs / 5))
+
+    def record(self) -> dict[str, Any]:
+        """The settings a resume must share (see PROTOCOL_KEYS), as JSON values."""
+        values = dataclasses.asdict(self)
+        values["last_epochs"] = self.last
+        return {key: values[key] for key in PROTOCOL_KEYS}
+
+
+# ------------------------------------------------------------------------------------------- which blocks
+
+
+def fits_task(name: str, overrides: dict[str, Any] | None = None, registry: Sequence[str] = ()) -> str | None:
+    """None when block ``name`` can take the article's place at (B, 32, 24, 24); else why not, in a line."""
+    from attnzoo.registry import get_spec
+    from attnzoo.train.models import NO_BLOCK, build_block
+
+    if name == NO_BLOCK:
+        return None
+    spec = get_spec(name, registry)
+    if spec.inputs != 1:
+        return f"fuses {spec.inputs} inputs"
+    try:
+        build_block(name, overrides, registry)
+    except (ShapeError, ConfigError) as exc:
+        return str(exc).removeprefix(f"{name} ")
+    except Exception as exc:  # noqa: BLE001  (a constructor that rejects the shape its own way)
+        return f"cannot be built at (B, 32, 24, 24): {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+    return None
+
+
+def select_blocks(patterns: Iterable[str], every: bool = False, registry: Sequence[str] = (),
+                  overrides: dict[str, dict[str, Any]] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The blocks of a comparison and those left out, with why: ``(names, {name: reason})``.
+
+    ``patterns``: block names, wildcards (``*-attention``) and family names (``channel``); ``cnn`` is the
+    plain network. With ``every``, every one-input card of the registry (and ``cnn``) filtered by
+    ``patterns`` when some are given. A name given explicitly must fit the task (else an error); blocks
+    reached through a wildcard, a family or ``every`` that do not fit are left out and listed.
+    """
+    from fnmatch import fnmatchcase
+
+    from attnzoo.registry import FAMILIES, all_specs, get_spec
+    from attnzoo.train.models import NO_BLOCK
+
+    overrides = overrides or {}
+    specs = all_specs(registry)
+    patterns = [p.strip() for p in patterns if p.strip()]
+    candidates: list[tuple[str, bool]] = []  # (name, named explicitly)
+
+    def matches(name: str, pattern: str) -> bool:
+        family = specs[name].family if name in specs else None
+        return pattern == family or fnmatchcase(name, pattern) or name == pattern
+
+    if every:
+        universe = [NO_BLOCK, *sorted(specs)]
+        for name in universe:
+            if not patterns or any(matches(name, p) for p in patterns):
+                candidates.append((name, False))
+        if not candidates:
+            raise ConfigError(f"--all with {', '.join(patterns)}: no block matches; see 'attnzoo list'")
+    for pattern in patterns if not every else ():
+        if pattern == NO_BLOCK:
+            found = [(NO_BLOCK, True)]
+        elif pattern in FAMILIES:
+            found = [(name, False) for name in sorted(specs) if specs[name].family == pattern]
+        elif any(ch in pattern for ch in "*?["):
+            found = [(name, False) for name in sorted(specs) if fnmatchcase(name, pattern)]
+            if fnmatchcase(NO_BLOCK, pattern):
+                found.insert(0, (NO_BLOCK, False))
+            if not found:
+                raise UnknownBlockError(f"no block matches '{pattern}'; see 'attnzoo list'")
+        else:
+            found = [(get_spec(pattern, registry).name, True)]
+        candidates += [c for c in found if c[0] not in {n for n, _ in candidates}]
+
+    names: list[str] = []
+    skipped: dict[str, str] = {}
+    for name, explicit in candidates:
+        why = fits_task(name, overrides.get(name), registry)
+        if why is None:
+            names.append(name)
+        elif explicit:
+            raise ShapeError(f"{name} {why}") if "inputs" not in why else ConfigError(
+                f"{name} {why}; the white-patch task needs a one-input block")
+        else:
+            skipped[name] = why
+    if not names:
+        raise ConfigError("no block of " + ", ".join(patterns or ["--all"]) + " fits the task at (B, 32, 24, 24)")
+    return names, skipped
+
+
+def plan_runs(blocks: Sequence[str], seeds: Sequence[int], overrides: dict[str, dict[str, Any]] | None = None,
+              done: Iterable[tuple[str, int]] = ()) -> list[TrainRun]:
+    """Every (block, seed) not in ``done``, block by block."""
+    finished = set(done)
+    overrides = overrides or {}
+    return [TrainRun(block, seed, dict(overrides.get(block, {}))) for block in blocks for seed in seeds
+            if (block, seed) not in finished]
+
+
+# ------------------------------------------------------------------------------------------- cost
+
+
+def block_cost(name: str, overrides: dict[str, Any] | None, batch: int, device: str = "cpu",
+               registry: Sequence[str] = (), min_time: float = 0.1) -> dict[str, Any]:
+    """The block's params, MACs and forward time (median ms) at the training shape (batch, 32, 24, 24),
+    measured as ``attnzoo profile`` does (``cnn``: no block, all zero)."""
+    from attnzoo.train.models import CHANNELS, FEATURE_SIZE, NO_BLOCK
+
+    if name == NO_BLOCK:
+        return {"block_params": 0, "macs": 0, "fwd_ms": 0.0}
+    from attnzoo.profiling.measurements import MEASUREMENTS
+    from attnzoo.profiling.prepare import BlockFailure, prepare
+    from attnzoo.profiling.runner import ProfileOptions
+    from attnzoo.registry import get_spec
+
+    options = ProfileOptions(device=device, mode="infer", min_time=min_time).checked()
+    shape = (batch, CHANNELS, FEATURE_SIZE, FEATURE_SIZE)
+    wanted = ("parameters", "counting MACs", "forward timing")
+    row: dict[str, Any] = {}
+    try:
+        prepared = prepare(get_spec(name, registry), shape, options, overrides)
+    except BlockFailure:  # trains but cannot be profiled: the run's figures stand without its cost
+        return {"block_params": None, "macs": None, "fwd_ms": None}
+    for measurement in MEASUREMENTS:
+        if measurement.name in wanted:
+            row.update(measurement.run(prepared, None, row))
+    return {"block_params": row.get("params"), "macs": row.get("macs"), "fwd_ms": row.get("fwd_ms")}
+
+
+# ------------------------------------------------------------------------------------------- one run
+
+
+def curve_text(values: Iterable[float]) -> str:
+    return " ".join(f"{v:.5g}" for v in values)
+
+
+def parse_curve(text: Any) -> list[float]:
+    """A curve cell back to numbers ("" or None: no epochs)."""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return []
+    if isinstance(text, (int, float)):
+        return [float(text)]
+    return [float(v) for v in str(text).split()]
+
+
+def derived(test_loss: Sequence[float], target: float, last: int) -> dict[str, Any]:
+    """The figures a row derives from its test-loss curve: minimum, mean of the last epochs, epochs to target."""
+    reached = next((i + 1 for i, v in enumerate(test_loss) if v <= target), None)
+    tail = test_loss[-last:]
+    return {"min_test_loss": min(test_loss) if test_loss else None,
+            "last_test_loss": sum(tail) / len(tail) if tail else None,
+            "epochs_to_target": reached}
+
+
+def run_one(run: TrainRun, protocol: Protocol, data, cost: dict[str, Any], info=None, resume: bool = False,
+            say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """Train one run into its folder and return its row. A block that fails while training (an error of
+    its own, not of the user's settings) gives a row whose status says so."""
+    import shutil
+
+    import torch
+
+    from attnzoo.registry import get_spec
+    from attnzoo.train.loop import TrainConfig, checkpoint_dir, train
+    from attnzoo.train.models import NO_BLOCK, build_model
+
+    out = Path(protocol.out) / run.folder
+    cfg = TrainConfig(block=run.block, out=out, overrides=run.overrides, epochs=protocol.epochs,
+                      batch_size=protocol.batch_size, lr=protocol.lr, seed=run.seed, train_size=protocol.train_size,
+                      test_size=protocol.test_size, dataset=protocol.dataset, difficulty=protocol.difficulty,
+                      resume=resume, registry=tuple(protocol.registry), compile=protocol.compile, amp=protocol.amp,
+                      channels_last=protocol.channels_last, keep_checkpoints=False, figures="last")
+    if not resume and checkpoint_dir(out).is_dir():
+        shutil.rmtree(checkpoint_dir(out))  # a fresh run: no checkpoint of an older one may be resumed later
+    family = "none" if run.block == NO_BLOCK else get_spec(run.block, protocol.registry).family
+    row: dict[str, Any] = {
+        "block": run.block, "family": family, "seed": run.seed, "status": "ok",
+        "shape": f"{protocol.batch_size},32,24,24", **cost, "dataset": protocol.dataset,
+        "difficulty": protocol.difficulty if protocol.dataset == "synthetic" else "",
+        "train_size": protocol.train_size, "test_size": protocol.test_size, "batch_size": protocol.batch_size,
+        "lr": protocol.lr, "target_loss": protocol.target_loss, "last_epochs": protocol.last,
+        "overrides": " ".join(f"{k}={v}" for k, v in sorted(run.overrides.items())),
+        "device": str(info.device) if info is not None else "cpu", "torch": torch.__version__.split("+")[0],
+    }
+    try:
+        model = build_model(run.block, run.overrides, protocol.registry, run.seed, protocol.batch_size)
+        summary = train(cfg, data, info, say, model=model)
+    except AttnzooError:
+        raise
+    except (RuntimeError, ValueError, FloatingPointError) as exc:
+        row["status"] = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        row["timestamp"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return row
+    history = summary.pop("history")
+    test_loss = [h["test_loss"] for h in history]
+    row.update({"params": summary["params"], "block_params": summary["block_params"], "epochs": len(history),
+                "min_train_loss": summary["min_train_loss"], "best_test_acc": summary["best_test_acc"],
+                **derived(test_loss, protocol.target_loss, protocol.last),
+                "wall_s": summary["wall_s"], "img_per_s": summary["img_per_s"],
+                "test_loss_curve": curve_text(test_loss),
+                "train_loss_curve": curve_text(h["train_loss"] for h in history),
+                "test_acc_curve": curve_text(h["test_acc"] for h in history),
+                "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    if not all(math.isfinite(v) for v in test_loss):
+        row["status"] = "failed: the test loss is not finite"
+    return row
+
+
+# ------------------------------------------------------------------------------------------- summary
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def summarise(rows: Sequence[dict[str, Any]], article: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
+    """One row per block (in the order blocks first appear) over its ok runs: the mean and sample standard
+    deviation over seeds of the minimum test loss, the mean test loss of the last epochs and the best test
+    accuracy; the mean epochs to the target loss over the seeds that reached it, and how many did."""
+    from attnzoo.results import number
+
+    article = article or {}
+    blocks = list(dict.fromkeys(str(r["block"]) for r in rows))
+    out = []
+    for block in blocks:
+        runs = [r for r in rows if str(r["block"]) == block and str(r.get("status")) == "ok"]
+        line: dict[str, Any] = {"block": block, "family": next((r.get("family") for r in rows if str(r["block"]) == block), ""),
+                                "seeds": len(runs)}
+        for column in ("params", "block_params", "macs", "fwd_ms"):
+            values = [number(r.get(column)) for r in runs if number(r.get(column)) is not None]
+            line[column] = statistics.median(values) if values else None
+            if column != "fwd_ms" and line[column] is not None:
+                line[column] = int(line[column])
+        for column in ("min_test_loss", "last_test_loss", "best_test_acc"):
+            values = [number(r.get(column)) for r in runs if number(r.get(column)) is not None]
+            line[column], line[f"{column}_std"] = _mean_std(values)
+        reached = [number(r.get("epochs_to_target")) for r in runs if number(r.get("epochs_to_target")) is not None]
+        line["epochs_to_target"] = statistics.fmean(reached) if reached else None
+        line["reached_target"] = f"{len(reached)}/{len(runs)}"
+        line["article_min_test_loss"] = article.get(block, {}).get("min_test_loss")
+        out.append(line)
+    return out
+
+
+def with_spread(mean: Any, std: Any, digits: int = 3) -> str:
+    """``0.054 ± 0.01`` (the mean alone for one seed; "" without a value)."""
+    if mean is None:
+        return ""
+    shown = f"{mean:.{digits}g}"
+    return shown + (f" ± {std:.2g}" if std is not None else "")
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both cost and loss (lower is better on both), by cost."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
+    front, best = [], math.inf
+    for i in order:
+        if points[i][1] < best:
+            front.append(i)
+            best = points[i][1]
+    return front
