@@ -12,8 +12,10 @@ from attnzoo.cli.app import app
 from attnzoo.cli import info_cmd, list_cmd  # noqa: F401  (each module registers its command on app)
 from attnzoo.cli import profile_cmd, sweep_cmd, train_cmd  # noqa: F401
 from attnzoo.cli import compare_cmd, merge_cmd, report_cmd  # noqa: F401
-from attnzoo.cli.common import debug_enabled, ray_argument, set_debug
+from attnzoo.cli.common import debug_enabled, ray_argument, set_debug, tidy_help
 from attnzoo.errors import AttnzooError, ProfilerError
+
+tidy_help(app)  # every command's help reads as paragraphs, wrapped by the terminal
 
 #: Exit status of a bug in attnzoo itself (sysexits' EX_SOFTWARE), distinct from a failed row (1) or a usage
 #: error (2).

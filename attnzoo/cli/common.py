@@ -128,3 +128,31 @@ def network_options(network: Optional[List[str]], placement: Optional[str], stag
             raise ConfigError("--placement and --stages need --network")
         return {}
     return {"networks": list(network), "placement": placement, "stages": stages}
+
+
+def reflow(text: str | None) -> str | None:
+    """Help text with each paragraph on one line: the terminal wraps it, never a docstring's line breaks.
+    Paragraphs (separated by a blank line) stay apart; a paragraph whose lines are indented (an example)
+    keeps its lines."""
+    if text is None:
+        return None
+    import inspect
+
+    paragraphs = []
+    for block in inspect.cleandoc(text).split("\n\n"):
+        lines = block.split("\n")
+        if len(lines) > 1 and all(line.startswith((" ", "\t")) for line in lines[1:] if line.strip()):
+            paragraphs.append(block)
+        else:
+            paragraphs.append(" ".join(" ".join(lines).split()))
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def tidy_help(application) -> None:
+    """Reflow the help of every command of ``application`` (its docstring when it has no ``help=``) and of
+    the application itself."""
+    import inspect
+
+    for command in application.registered_commands:
+        command.help = reflow(command.help if command.help is not None else inspect.getdoc(command.callback))
+    application.info.help = reflow(application.info.help)
