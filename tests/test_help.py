@@ -63,7 +63,9 @@ def test_a_docstring_broken_over_lines_is_reflowed(monkeypatch, capsys):
 
         @local.command("go")
         def go(count: int = typer.Option(1, "--count", help="How many.")) -> None:
-            """A sentence that a docstring breaks
+            """Go.
+
+            A sentence that a docstring breaks
             in the middle, as train's did.
             """
 
