@@ -155,4 +155,5 @@ def tidy_help(application) -> None:
 
     for command in application.registered_commands:
         command.help = reflow(command.help if command.help is not None else inspect.getdoc(command.callback))
-    application.info.help = reflow(application.info.help)
+    if isinstance(application.info.help, str):  # else typer's placeholder for "no help given"
+        application.info.help = reflow(application.info.help)
