@@ -32,6 +32,13 @@ EXACT = ("params", "trainable_params", "macs", "flops")
 #: Compared unless --metric says otherwise (those present in both files).
 DEFAULT_METRICS = ("fwd_ms", "train_ms", "fwd_peak_mib", "train_peak_mib", "macs", "params")
 COLUMNS = ("block", "shape", "metric", "base", "new", "ratio", "verdict", "base_iqr", "new_iqr", "note")
+#: Files of ``attnzoo train --compare`` runs pair up by block, seed and overrides (the batch, in the shape,
+#: is a setting like any other) and compare what training bought by default.
+TRAIN_KEY = ("block", "seed", "overrides")
+TRAIN_METRICS = ("min_test_loss", "last_test_loss", "best_test_acc", "epochs_to_target", "min_train_loss")
+#: Settings of a train file that, differing between the two files, are what is being compared.
+TRAIN_SETTINGS = ("dataset", "difficulty", "epochs", "train_size", "test_size", "batch_size", "lr", "target_loss",
+                  "last_epochs")
 
 
 @dataclass
@@ -48,7 +55,7 @@ class Comparison:
     @property
     def columns(self) -> list[str]:
         extra = [k for k in self.key if k not in ("block", "shape")]
-        return ["block", "shape", *extra, *COLUMNS[2:]]
+        return ["block", *(["shape"] if "shape" in self.key else []), *extra, *COLUMNS[2:]]
 
     def regressions(self, limit: float) -> list[dict[str, Any]]:
         """Times that got slower (beyond the spread) by a ratio above ``limit``."""
@@ -86,7 +93,9 @@ def _values(rows: Iterable[dict[str, Any]], column: str) -> list[str]:
 
 def match_key(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], extra: Sequence[str] = ()) -> list[str]:
     """The columns pairs are matched on: KEY, each setting that varies inside a file, and ``extra``."""
-    key = list(KEY)
+    from attnzoo.train_results import is_train_rows
+
+    key = list(TRAIN_KEY if is_train_rows(base) and is_train_rows(new) else KEY)
     key += [c for c in NETWORK_KEY if any(text(r.get(c)) for r in [*base, *new])]
     for column in ENV_COLUMNS:
         if len(_values(base, column)) > 1 or len(_values(new, column)) > 1:
@@ -123,7 +132,10 @@ def pick_metrics(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]],
             if not any(metric in r for r in base) or not any(metric in r for r in new):
                 raise ConfigError(f"--metric {metric}: not a column of both files; try {', '.join(known)}")
         return list(dict.fromkeys(names))
-    return [m for m in DEFAULT_METRICS if has(base, m) and has(new, m)]
+    from attnzoo.train_results import is_train_rows
+
+    defaults = TRAIN_METRICS if is_train_rows(base) and is_train_rows(new) else DEFAULT_METRICS
+    return [m for m in defaults if has(base, m) and has(new, m)]
 
 
 def compare(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None,
@@ -168,7 +180,7 @@ def compare(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], metri
             out.append({**keyed(k), "metric": "", "verdict": "only in new"})
 
     differs = {}
-    for column in ENV_COLUMNS + ("timestamp",):
+    for column in ENV_COLUMNS + TRAIN_SETTINGS + ("timestamp",):
         if column in key:
             continue
         bv, nv = " | ".join(v for v in _values(base, column) if v), " | ".join(v for v in _values(new, column) if v)

@@ -50,6 +50,7 @@ table.env th { background: #f3f5f9; }
 SCRIPT = """
 (function () {
   var table = document.getElementById('results');
+  if (!table) { return; }
   var body = table.tBodies[0];
   var headers = table.tHead.rows[0].cells;
   var family = document.getElementById('family');
@@ -198,9 +199,129 @@ def _sweep_section(name: str, rows: list[dict[str, Any]], cards: dict[str, Any])
     return "\n".join(lines)
 
 
+TRAIN_STYLE = """
+.train .controls label { margin-right: 4px; }
+.train tr.front td:first-child { font-weight: 600; }
+.train td.front::before { content: ""; }
+"""
+
+TRAIN_SCRIPT = """
+(function () {
+  Array.prototype.forEach.call(document.querySelectorAll('section.train'), function (section) {
+    var cost = section.querySelector('select.train-cost'), loss = section.querySelector('select.train-loss');
+    function show() {
+      var key = cost.value + '|' + loss.value;
+      Array.prototype.forEach.call(section.querySelectorAll('figure.tradeoff'), function (f) {
+        f.hidden = f.getAttribute('data-key') !== key;
+      });
+      Array.prototype.forEach.call(section.querySelectorAll('table.train-summary tbody tr'), function (row) {
+        var front = (row.getAttribute('data-front') || '').split(' ').indexOf(key) !== -1;
+        row.classList.toggle('front', front);
+        row.querySelector('td.front').textContent = front ? 'yes' : '';
+      });
+    }
+    cost.addEventListener('change', show);
+    loss.addEventListener('change', show);
+    show();
+  });
+})();
+"""
+
+#: The train summary's columns on the page: (column, heading); a mean with its ± standard deviation.
+TRAIN_TABLE = (("block", "block"), ("family", "family"), ("seeds", "seeds"), ("block_params", "block params"),
+               ("macs", "MACs"), ("fwd_ms", "fwd ms"), ("min_test_loss", "min test loss"),
+               ("last_test_loss", "last-epochs test loss"), ("best_test_acc", "best test acc"),
+               ("epochs_to_target", "epochs to target"), ("article_min_test_loss", "article's min test loss"))
+
+
+def _png(draw) -> str:
+    """``draw(stream)`` into an inline PNG's base64 text."""
+    buffer = io.BytesIO()
+    draw(buffer)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _train_cell(line: dict[str, Any], column: str) -> tuple[str, str]:
+    """(raw value for sorting, shown text) of one summary cell."""
+    from attnzoo.train_results import with_spread
+
+    value = line.get(column)
+    if column in ("min_test_loss", "last_test_loss", "best_test_acc"):
+        return text(value), with_spread(value, line.get(f"{column}_std"))
+    if column == "epochs_to_target":
+        shown = f"{value:.3g}" if value is not None else "-"
+        return text(value), f"{shown} ({line['reached_target']})"
+    return text(value), _shown("macs" if column in ("macs", "block_params") else "fwd_ms", value)
+
+
+def _train_section(name: str, rows: list[dict[str, Any]], cards: dict[str, Any]) -> str:
+    """What a block buys, for one file of ``attnzoo train --compare`` runs: the summary over seeds, a chart
+    of cost against test loss with error bars and the Pareto front (cost and loss chosen on the page),
+    and the test-loss curves (mean and band over seeds)."""
+    from attnzoo.train_results import ARTICLE, COST_LABELS, LOSS_LABELS, plot_loss_curves, plot_tradeoff, summarise
+
+    summary = summarise(rows, ARTICLE)
+    first = rows[0]
+    seeds = sorted({r.get("seed") for r in rows if r.get("seed") is not None})
+    protocol = (f"{text(first.get('epochs'))} epochs, {text(first.get('train_size'))} training and "
+                f"{text(first.get('test_size'))} test images ({text(first.get('dataset'))}"
+                + (f", difficulty {text(first.get('difficulty'))}" if text(first.get("difficulty")) else "")
+                + f"), batch {text(first.get('batch_size'))}, lr {text(first.get('lr'))}, {len(seeds)} seeds; "
+                f"target loss {text(first.get('target_loss'))}; last-epochs loss over the last "
+                f"{text(first.get('last_epochs'))}")
+    costs = [c for c in ("macs", "fwd_ms", "block_params") if any(line.get(c) is not None for line in summary)]
+    losses = ["min_test_loss", "last_test_loss"]
+    fronts: dict[str, list[str]] = {}
+    figures = []
+    for cost in costs:
+        for loss in losses:
+            key = f"{cost}|{loss}"
+            front: list[str] = []
+            image = _png(lambda stream: front.extend(plot_tradeoff(summary, stream, cost, loss)))
+            for block in front:
+                fronts.setdefault(block, []).append(key)
+            figures.append(f'<figure class="tradeoff" data-key="{_esc(key)}"><img alt="{_esc(LOSS_LABELS[loss])} '
+                           f'against {_esc(COST_LABELS[cost])}" src="data:image/png;base64,{image}"><figcaption>'
+                           f"{_esc(name)}: {_esc(LOSS_LABELS[loss])} (mean ± std over seeds) against "
+                           f"{_esc(COST_LABELS[cost])}; the dashed line joins the Pareto front (filled points: "
+                           "no block is both cheaper and better)</figcaption></figure>")
+    curves = _png(lambda stream: plot_loss_curves(rows, stream))
+    body = []
+    for line in summary:
+        card = cards.get(line["block"])
+        cells = []
+        for column, _ in TRAIN_TABLE:
+            raw, shown = _train_cell(line, column)
+            if column == "block" and card and _link(card.url):
+                shown_html = f'<a href="{_esc(_link(card.url))}" title="{_esc(card.paper)}">{_esc(shown)}</a>'
+            else:
+                shown_html = _esc(shown)
+            numeric = column not in ("block", "family")
+            cells.append(f'<td data-v="{_esc(raw)}"{" class=num" if numeric else ""}>{shown_html}</td>')
+        cells.append('<td class="front"></td>')
+        body.append(f'<tr data-block="{_esc(line["block"])}" data-front="{_esc(" ".join(fronts.get(line["block"], [])))}">'
+                    + "".join(cells) + "</tr>")
+    head = "".join(f'<th{" class=num" if c not in ("block", "family") else ""}>{_esc(h)}</th>' for c, h in TRAIN_TABLE)
+    cost_options = "".join(f'<option value="{c}">{_esc(COST_LABELS[c])}</option>' for c in costs)
+    loss_options = "".join(f'<option value="{c}">{_esc(LOSS_LABELS[c])}</option>' for c in losses)
+    return "\n".join([
+        f'<section class="train" data-source="{_esc(name)}"><h3>{_esc(name)}</h3>',
+        f'<p class="meta">{_esc(protocol)}</p>',
+        f'<div class="controls"><label>Cost <select class="train-cost">{cost_options}</select></label>'
+        f'<label>Loss <select class="train-loss">{loss_options}</select></label></div>',
+        f'<div class="scroll"><table class="train-summary"><thead><tr>{head}<th>on the front</th></tr></thead>'
+        "<tbody>", *body, "</tbody></table></div>", *figures,
+        f'<figure class="curves"><img alt="test loss per epoch" src="data:image/png;base64,{curves}"><figcaption>'
+        f"{_esc(name)}: test loss per epoch, the mean over seeds in a band from the lowest to the highest seed"
+        "</figcaption></figure></section>",
+    ])
+
+
 def build_report(paths: Sequence[str | os.PathLike], registry: Sequence[str] = (), title: str = "attnzoo report") -> str:
     """The HTML page for the result files ``paths``."""
     from attnzoo import __version__
+
+    from attnzoo.train_results import is_train_rows
 
     sources = []
     for path in paths:
@@ -209,6 +330,9 @@ def build_report(paths: Sequence[str | os.PathLike], registry: Sequence[str] = (
     names = [Path(p).name for p, _ in sources]
     if len(set(names)) < len(names):
         names = [p for p, _ in sources]
+    trains = [(n, r) for n, (_, r) in zip(names, sources) if is_train_rows(r)]
+    kept = [(n, s) for n, s in zip(names, sources) if not is_train_rows(s[1])]
+    names, sources = [n for n, _ in kept], [s for _, s in kept]
     rows: list[dict[str, Any]] = []
     for name, (_, file_rows) in zip(names, sources):
         rows += [{**r, "source": name} for r in file_rows]
@@ -261,19 +385,22 @@ def build_report(paths: Sequence[str | os.PathLike], registry: Sequence[str] = (
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_esc(title)}</title><style>{STYLE}</style></head><body>",
+        f"<title>{_esc(title)}</title><style>{STYLE}{TRAIN_STYLE}</style></head><body>",
         f"<h1>{_esc(title)}</h1>",
-        f'<p class="meta">{len(rows)} rows from {", ".join(_esc(n) for n in names)} · made {stamp} by attnzoo '
+        f'<p class="meta">{len(rows) + sum(len(r) for _, r in trains)} rows from '
+        f'{", ".join(_esc(n) for n in [*names, *(n for n, _ in trains)])} · made {stamp} by attnzoo '
         f"{_esc(__version__)} · 1 MAC = 1 multiply-add = 2 FLOPs · times are medians in ms, iqr their "
         "interquartile range · MiB: peak above inputs and weights</p>",
-        "<h2>Environment</h2>", *env,
-        "<h2>Results</h2>",
-        '<div class="controls"><label>Family <select id="family"><option value="">all</option>'
-        f"{options}</select></label>"
-        '<label>Name <input id="filter" type="search" placeholder="filter by name" autocomplete="off"></label>'
-        '<span id="count"></span><span class="meta">click a column header to sort</span></div>',
-        f'<div class="scroll"><table id="results"><thead><tr>{head}</tr></thead><tbody>', *body,
-        "</tbody></table></div>",
+        *(["<h2>Environment</h2>", *env,
+           "<h2>Results</h2>",
+           '<div class="controls"><label>Family <select id="family"><option value="">all</option>'
+           f"{options}</select></label>"
+           '<label>Name <input id="filter" type="search" placeholder="filter by name" autocomplete="off"></label>'
+           '<span id="count"></span><span class="meta">click a column header to sort</span></div>',
+           f'<div class="scroll"><table id="results"><thead><tr>{head}</tr></thead><tbody>', *body,
+           "</tbody></table></div>"] if sources else []),
         *(["<h2>Sweeps</h2>", *sweeps] if sweeps else []),
-        f"<script>{SCRIPT}</script>", "</body></html>", "",
+        *(["<h2>Training: what a block buys</h2>", *(_train_section(n, r, cards) for n, r in trains)]
+          if trains else []),
+        f"<script>{SCRIPT}{TRAIN_SCRIPT if trains else ''}</script>", "</body></html>", "",
     ])

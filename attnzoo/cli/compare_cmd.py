@@ -14,6 +14,9 @@ from attnzoo.cli.common import FormatOption, OutputOption, check_format, say
 
 HELP = "\n\n".join([
     "Compare two result files of profile or sweep: ratios NEW / BASE and noise-aware verdicts.",
+    "Two files of train comparisons (OUT/runs.csv of 'attnzoo train --compare') pair up by block and seed "
+    "and compare min_test_loss, last_test_loss, best_test_acc, epochs_to_target and min_train_loss (more "
+    "or less by more than --threshold); training settings that differ between the files are named.",
     "Example: attnzoo compare eager.csv compiled.csv --fail-above 1.10",
     "Rows pair up on block, shape and --set overrides, plus any setting (dtype, device, threads, compile, "
     "...) that varies inside a file; settings that differ between the two files are what is compared and "
@@ -131,7 +134,7 @@ def compare_command(
     if fail_above is not None:
         worse = result.regressions(fail_above)
         for row in worse:
-            say(f"attnzoo: {row['block']} at {row['shape']}: {row['metric']} {row['ratio']:.3g}x slower "
+            say(f"attnzoo: {row['block']} at {row.get('shape') or 'seed ' + str(row.get('seed'))}: {row['metric']} {row['ratio']:.3g}x slower "
                 f"(above --fail-above {fail_above:g})")
         return 1 if worse else 0
     return 0

@@ -203,7 +203,8 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
     from attnzoo.output import render, to_csv, write_atomic
     from attnzoo.sweep import RowFile
     from attnzoo.train import ARTICLE, setup_processes, teardown_processes
-    from attnzoo.train.zoo import RUN_COLUMNS, SUMMARY_COLUMNS, block_cost, plan_runs, run_one, select_blocks, summarise, with_spread
+    from attnzoo.train.zoo import block_cost, plan_runs, run_one, select_blocks
+    from attnzoo.train_results import RUN_COLUMNS, SUMMARY_COLUMNS, summarise, with_spread
 
     patterns = [p for p in patterns if p.strip()]
     if not patterns and not every:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from attnzoo.errors import ConfigError
 from attnzoo.output import to_csv
+from attnzoo.train_results import ARTICLE  # noqa: F401  (re-exported by attnzoo.train)
 from attnzoo.train.data import TaskData, epoch_order, shard
 from attnzoo.train.models import PatchNet, build_model, count_parameters
 
@@ -27,13 +28,6 @@ METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "
                   "train_img_per_s", "lr", "batch_size")
 SUMMARY_COLUMNS = ("block", "params", "block_params", "epochs", "min_train_loss", "min_test_loss",
                    "best_test_acc", "wall_s", "img_per_s")
-# The first article's results (50 epochs, STL10 images 0-3999 for training, 4000-4999 for testing).
-ARTICLE = {
-    "cnn": {"min_train_loss": 0.0011167, "min_test_loss": 0.054120},
-    "mha": {"min_train_loss": 9.8116e-06, "min_test_loss": 0.042092},
-    "conv-mha": {"min_train_loss": 0.00025470, "min_test_loss": 0.014278},
-    "cbam": {"min_train_loss": 2.7868e-05, "min_test_loss": 0.028048},
-}
 # Settings a checkpoint must share with the run that resumes it.
 RESUME_KEYS = ("block", "overrides", "seed", "train_size", "test_size", "dataset", "difficulty")
 VIZ_IMAGES = 6

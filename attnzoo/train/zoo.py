@@ -15,24 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from attnzoo.errors import AttnzooError, ConfigError, ShapeError, UnknownBlockError
+from attnzoo.train_results import curve_text, derived
 
-#: One row per (block, seed), in this order.
-RUN_COLUMNS = ("block", "family", "seed", "status", "shape", "params", "block_params", "macs", "fwd_ms", "epochs",
-               "min_train_loss", "min_test_loss", "last_test_loss", "best_test_acc", "epochs_to_target",
-               "wall_s", "img_per_s", "dataset", "difficulty", "train_size", "test_size", "batch_size", "lr",
-               "target_loss", "last_epochs", "overrides", "device", "torch", "timestamp", "test_loss_curve",
-               "train_loss_curve", "test_acc_curve")
-#: One row per block: the mean over its seeds (``*_std`` the sample standard deviation) and its cost.
-SUMMARY_COLUMNS = ("block", "family", "seeds", "params", "block_params", "macs", "fwd_ms", "min_test_loss",
-                   "min_test_loss_std", "last_test_loss", "last_test_loss_std", "best_test_acc", "best_test_acc_std",
-                   "epochs_to_target", "reached_target", "article_min_test_loss")
 #: Settings every row of a comparison shares; a resume with others is refused.
 PROTOCOL_KEYS = ("epochs", "batch_size", "lr", "train_size", "test_size", "dataset", "difficulty", "data_seed",
                  "target_loss", "last_epochs", "compile", "amp", "channels_last")
@@ -217,28 +207,6 @@ def block_cost(name: str, overrides: dict[str, Any] | None, batch: int, device: 
 # ------------------------------------------------------------------------------------------- one run
 
 
-def curve_text(values: Iterable[float]) -> str:
-    return " ".join(f"{v:.5g}" for v in values)
-
-
-def parse_curve(text: Any) -> list[float]:
-    """A curve cell back to numbers ("" or None: no epochs)."""
-    if text is None or (isinstance(text, float) and math.isnan(text)):
-        return []
-    if isinstance(text, (int, float)):
-        return [float(text)]
-    return [float(v) for v in str(text).split()]
-
-
-def derived(test_loss: Sequence[float], target: float, last: int) -> dict[str, Any]:
-    """The figures a row derives from its test-loss curve: minimum, mean of the last epochs, epochs to target."""
-    reached = next((i + 1 for i, v in enumerate(test_loss) if v <= target), None)
-    tail = test_loss[-last:]
-    return {"min_test_loss": min(test_loss) if test_loss else None,
-            "last_test_loss": sum(tail) / len(tail) if tail else None,
-            "epochs_to_target": reached}
-
-
 def run_one(run: TrainRun, protocol: Protocol, data, cost: dict[str, Any], info=None, resume: bool = False,
             say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """Train one run into its folder and return its row. A block that fails while training (an error of
@@ -293,58 +261,3 @@ def run_one(run: TrainRun, protocol: Protocol, data, cost: dict[str, Any], info=
     return row
 
 
-# ------------------------------------------------------------------------------------------- summary
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
-
-
-def summarise(rows: Sequence[dict[str, Any]], article: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
-    """One row per block (in the order blocks first appear) over its ok runs: the mean and sample standard
-    deviation over seeds of the minimum test loss, the mean test loss of the last epochs and the best test
-    accuracy; the mean epochs to the target loss over the seeds that reached it, and how many did."""
-    from attnzoo.results import number
-
-    article = article or {}
-    blocks = list(dict.fromkeys(str(r["block"]) for r in rows))
-    out = []
-    for block in blocks:
-        runs = [r for r in rows if str(r["block"]) == block and str(r.get("status")) == "ok"]
-        line: dict[str, Any] = {"block": block, "family": next((r.get("family") for r in rows if str(r["block"]) == block), ""),
-                                "seeds": len(runs)}
-        for column in ("params", "block_params", "macs", "fwd_ms"):
-            values = [number(r.get(column)) for r in runs if number(r.get(column)) is not None]
-            line[column] = statistics.median(values) if values else None
-            if column != "fwd_ms" and line[column] is not None:
-                line[column] = int(line[column])
-        for column in ("min_test_loss", "last_test_loss", "best_test_acc"):
-            values = [number(r.get(column)) for r in runs if number(r.get(column)) is not None]
-            line[column], line[f"{column}_std"] = _mean_std(values)
-        reached = [number(r.get("epochs_to_target")) for r in runs if number(r.get("epochs_to_target")) is not None]
-        line["epochs_to_target"] = statistics.fmean(reached) if reached else None
-        line["reached_target"] = f"{len(reached)}/{len(runs)}"
-        line["article_min_test_loss"] = article.get(block, {}).get("min_test_loss")
-        out.append(line)
-    return out
-
-
-def with_spread(mean: Any, std: Any, digits: int = 3) -> str:
-    """``0.054 ± 0.01`` (the mean alone for one seed; "" without a value)."""
-    if mean is None:
-        return ""
-    shown = f"{mean:.{digits}g}"
-    return shown + (f" ± {std:.2g}" if std is not None else "")
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats on both cost and loss (lower is better on both), by cost."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1]))
-    front, best = [], math.inf
-    for i in order:
-        if points[i][1] < best:
-            front.append(i)
-            best = points[i][1]
-    return front
