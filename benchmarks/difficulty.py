@@ -48,6 +48,7 @@ def main(argv=None) -> None:
     args.add_argument("--seeds", type=int, default=1)
     args.add_argument("--target", type=float, default=ARTICLE_CNN)
     args.add_argument("--json", default=None)
+    args.add_argument("--out", default=None, help="keep the runs (metrics.csv per epoch) in this folder")
     opts = args.parse_args(argv)
     levels = [float(v) for v in opts.levels.split(",")]
 
@@ -57,7 +58,8 @@ def main(argv=None) -> None:
     info = print_header(f"difficulty: {opts.block} under {opts.epochs} epochs, {opts.train_size}/{opts.test_size} "
                         f"images, batch {opts.batch_size}, {opts.seeds} seed(s), target {opts.target}")
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = opts.out or scratch
         for level in levels:
             started = time.perf_counter()
             data = load_task("synthetic", None, opts.train_size, opts.test_size, 0, level)

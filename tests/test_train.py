@@ -220,7 +220,8 @@ def test_cli_compare_shares_data_and_prints_one_table(tmp_path, capsys):
     assert lines[0].endswith("article_min_test_loss")
     assert [line.split(",")[0] for line in lines[1:]] == ["cnn", "se"]
     assert lines[1].endswith("0.05412")
-    assert (out / "compare.csv").is_file() and (out / "se" / "metrics.csv").is_file()
+    assert (out / "runs.csv").is_file() and (out / "summary.csv").is_file()
+    assert (out / "se" / "seed-0" / "metrics.csv").is_file()
 
 
 @pytest.mark.parametrize("args, text", [
