@@ -21,7 +21,7 @@ RUN_COLUMNS = ("block", "family", "seed", "status", "shape", "params", "block_pa
                "min_train_loss", "min_test_loss", "last_test_loss", "best_test_acc", "epochs_to_target",
                "wall_s", "img_per_s", "dataset", "difficulty", "train_size", "test_size", "batch_size", "lr",
                "target_loss", "last_epochs", "overrides", "device", "torch", "timestamp", "test_loss_curve",
-               "train_loss_curve", "test_acc_curve")
+               "train_loss_curve", "test_acc_curve", "unit_id", "host", "node", "device_index")
 #: One row per block: the mean over its seeds (``*_std`` the sample standard deviation) and its cost.
 SUMMARY_COLUMNS = ("block", "family", "seeds", "params", "block_params", "macs", "fwd_ms", "min_test_loss",
                    "min_test_loss_std", "last_test_loss", "last_test_loss_std", "best_test_acc", "best_test_acc_std",

@@ -14,7 +14,7 @@ from attnzoo.cli import run
 from attnzoo.errors import ConfigError, ShapeError, UnknownBlockError
 from attnzoo.results import load_results
 from attnzoo.train.data import DIFFICULTIES, PatchDataset, difficulty_level, synthetic_images
-from attnzoo.train.zoo import Protocol, plan_runs, select_blocks
+from attnzoo.train.zoo import Protocol, make_units, select_blocks
 from attnzoo.train_results import curve_bands, derived, is_train_rows, pareto_front, summarise, with_spread
 
 TINY = ["--epochs", "2", "--train-size", "32", "--test-size", "16", "--batch-size", "16", "--dataset", "synthetic",
@@ -53,10 +53,16 @@ def test_all_lists_what_cannot_take_the_shape_and_filters():
         select_blocks(["no-such-*"])
 
 
-def test_plan_skips_finished_runs():
-    runs = plan_runs(["cnn", "se"], [0, 1], {"se": {"reduction": 8}}, done=[("cnn", 1)])
-    assert [r.key for r in runs] == [("cnn", 0), ("se", 0), ("se", 1)]
-    assert runs[1].overrides == {"reduction": 8} and runs[1].folder == "se/seed-0"
+def test_a_comparison_is_one_campaign_unit_per_block_and_seed(tmp_path):
+    protocol = Protocol(out=tmp_path, epochs=3, batch_size=8)
+    units = make_units(["cnn", "se"], [0, 1], protocol, {"se": {"reduction": 8}})
+    assert [(u.kind, u.block, u.settings_dict["seed"]) for u in units] == [
+        ("train", "cnn", 0), ("train", "cnn", 1), ("train", "se", 0), ("train", "se", 1)]
+    assert units[2].overrides_dict == {"reduction": 8} and units[0].shape == (8, 32, 24, 24)
+    assert len({u.id for u in units}) == 4
+    again = make_units(["se"], [1], protocol, {"se": {"reduction": 8}})
+    assert again[0].id == units[3].id  # stable: the same run has the same id, so it shards and resumes
+    assert make_units(["se"], [1], Protocol(out=tmp_path, epochs=4, batch_size=8), {"se": {"reduction": 8}})[0].id != units[3].id
 
 
 # ----------------------------------------------------------------------------------------------- figures

@@ -8,8 +8,8 @@ from typing import List, Optional
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileOption, FormatOption, OutputOption, RegistryOption,
-                                check_format, registry_dirs, say)
+from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileOption, FormatOption, OutputOption, RayOption,
+                                RegistryOption, RetryFailedOption, ShardOption, check_format, registry_dirs, say)
 from attnzoo.errors import ConfigError
 
 DEFAULT_OUT = Path("runs") / "train"
@@ -35,7 +35,8 @@ HELP = "\n\n".join([
     "listed with why), and --seeds K trains each K times (seeds SEED..SEED+K-1 for the weights and the batch "
     "order; the images stay those of --seed). OUT/runs.csv receives one row per block and seed as it "
     "finishes, with its curves and the block's params, MACs and forward time at the training shape; "
-    "--resume trains only the runs not in it (refused if the settings differ). The summary gives, per "
+    "--resume trains only the runs not in it (refused if the settings differ). Every run is a campaign unit: "
+    "--shard I/N trains one part (join them with attnzoo merge), --ray sends them to Ray. The summary gives, per "
     "block, the mean and standard deviation over seeds of the minimum test loss, of the mean test loss "
     "over the last epochs (--last-epochs, default a fifth) and of the best test accuracy, and the mean "
     "epochs to reach --target-loss over the seeds that did. 'attnzoo report OUT/runs.csv' draws the curves "
@@ -94,6 +95,9 @@ def train_command(
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
                                        help="Run folder (default runs/train/BLOCK, or runs/train/compare with one sub-folder a run)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint (a comparison: the runs not in OUT/runs.csv)."),
+    retry_failed: bool = RetryFailedOption,
+    shard: Optional[str] = ShardOption,
+    ray: Optional[str] = RayOption,
     sets: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
                                              help="Block constructor override (repeatable); BLOCK.KEY=VALUE for one block of a comparison."),
     compile_: bool = CompileOption,
@@ -145,7 +149,7 @@ def train_command(
                             compile=compile_, amp=amp, channels_last=channels_last)
         protocol.check()
         _compare(protocol, (compare or only or "").split(","), every, list(sets or []), seeds, seed, device, dataset,
-                 data_root, resume, fmt, output)
+                 data_root, resume, retry_failed, shard, ray, fmt, output)
         return
     if not block:
         raise ConfigError("give a block to train (e.g. 'attnzoo train cbam') or --compare cnn,mha,conv-mha,cbam")
@@ -192,90 +196,95 @@ def _load(dataset, data_root, train_size, test_size, seed, difficulty, info, not
     return data, kind
 
 
-def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data_root, resume, fmt, output) -> None:
-    """A comparison: the runs planned (blocks x seeds, less those already in OUT/runs.csv), each trained by
-    ``zoo.run_one`` and its row appended to OUT/runs.csv as it finishes, then the summary per block.
-
-    The three steps are the seam for another executor (shards, Ray): ``plan_runs`` gives the units,
-    ``run_one`` turns one into a row, ``RowFile.append`` keeps it."""
+def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data_root, resume, retry_failed, shard,
+             ray, fmt, output) -> None:
+    """A comparison as a campaign: one unit per block and seed (attnzoo.train.zoo.make_units), those not in
+    OUT/runs.csv (with --resume) or outside this --shard run by the executor (here, or Ray), each row
+    appended to OUT/runs.csv as it arrives; then the summary per block of the rows this process holds."""
     import dataclasses
+    import shutil
 
+    from attnzoo.campaign.driver import Campaign
+    from attnzoo.campaign.executors import make_executor
+    from attnzoo.campaign.rows import RowFile
+    from attnzoo.campaign.shard import parse_shard
+    from attnzoo.cli.common import debug_enabled
     from attnzoo.output import render, to_csv, write_atomic
-    from attnzoo.sweep import RowFile
-    from attnzoo.train import ARTICLE, setup_processes, teardown_processes
-    from attnzoo.train.zoo import block_cost, plan_runs, run_one, select_blocks
+    from attnzoo.train import ARTICLE, resolve_dataset
+    from attnzoo.train.loop import checkpoint_dir, resolve_device
+    from attnzoo.train.zoo import make_units, run_unit, select_blocks
     from attnzoo.train_results import RUN_COLUMNS, SUMMARY_COLUMNS, summarise, with_spread
 
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("a comparison trains its runs one by one: under torchrun, train one block "
+                          "(spread a comparison with --shard I/N or --ray instead)")
     patterns = [p for p in patterns if p.strip()]
     if not patterns and not every:
         raise ConfigError("--compare needs block names, e.g. --compare cnn,mha,conv-mha,cbam")
+    part = parse_shard(shard)
     blocks, skipped = select_blocks(patterns, every, protocol.registry)
     overrides = parse_sets(sets, blocks)
     if sets:  # overrides may stop a block fitting: check again with them
         blocks, more = select_blocks(patterns or blocks, every, protocol.registry, overrides)
         skipped.update(more)
-    if len(set(blocks)) != len(blocks):
-        raise ConfigError("--compare lists a block twice")
     for name, why in skipped.items():
         say(f"left out {name}: {why}")
+    kind, root, note = resolve_dataset(dataset, data_root)
+    if note:
+        say(note)
+    protocol = dataclasses.replace(protocol, dataset=kind, data_root=root,
+                                   device=str(resolve_device(device)) if ray is None else device)
     seed_list = list(range(seed, seed + seeds))
+    units = make_units(blocks, seed_list, protocol, overrides)
     base = Path(protocol.out)
+    base.mkdir(parents=True, exist_ok=True)
     rows_file = RowFile(base / "runs.csv", "csv", RUN_COLUMNS)
-    info = setup_processes(device)
-    try:
-        note_line = say if info.main else (lambda text: None)
-        from attnzoo.train import resolve_dataset
+    record = {**protocol.record(), "overrides": {f"{b} {units[0].shape_text}": o for b, o in overrides.items() if o}}
+    campaign = Campaign("train", units, shard=part, row_file=rows_file, resume=resume, retry_failed=retry_failed,
+                        keep_file=True, with_plan=ray is not None)
+    if resume:
+        rows_file.load()
+        record = rows_file.check_settings(record)  # names the setting that differs
+    executor = make_executor(ray, raise_errors=debug_enabled())
+    campaign.open(check_rows=False)  # the settings record guards a resume, and a resume may add blocks or seeds
+    rows_file.save_settings(record)
+    todo = [unit for unit in campaign.selected if unit.id not in campaign.done]
+    if not resume:  # a fresh comparison: no checkpoint of an older one may be continued
+        for unit in todo:
+            folder = checkpoint_dir(base / unit.block / f"seed-{unit.settings_dict['seed']}")
+            if folder.is_dir():
+                shutil.rmtree(folder)
+    say(f"{len(blocks)} blocks x {len(seed_list)} seeds: {len(todo)} runs to train"
+        + (f", {len(campaign.done)} already in {rows_file.path}" if campaign.done else "")
+        + (f" (shard {part}: {len(campaign.selected)} of {len(campaign.units)} runs)" if part is not None else ""))
+    if todo and not executor.remote:
+        from attnzoo.train.zoo import task_data
 
-        kind = resolve_dataset(dataset, data_root)[0]
-        protocol = dataclasses.replace(protocol, dataset=kind)
-        record = {**protocol.record(), "overrides": {f"{b} {protocol.batch_size},32,24,24": o
-                                                     for b, o in overrides.items() if o}}
-        done: set[tuple[str, int]] = set()
-        if info.main:
-            base.mkdir(parents=True, exist_ok=True)
-            if resume:
-                kept = rows_file.load()
-                record = rows_file.check_settings(record)
-                done = {(str(r["block"]), int(r["seed"])) for r in kept}
-            elif rows_file.path.exists() and rows_file.path.stat().st_size > 0:
-                raise ConfigError(f"{rows_file.path} exists: pass --resume to finish that comparison, or use another --out")
-            rows_file.start(keep_existing=resume)
-            rows_file.save_settings(record)
-        runs = plan_runs(blocks, seed_list, overrides, done)
-        note_line(f"{len(blocks)} blocks x {len(seed_list)} seeds: {len(runs)} runs to train"
-                  + (f", {len(done)} already in {rows_file.path}" if done else ""))
-        if runs:
-            data, _ = _load(dataset, data_root, protocol.train_size, protocol.test_size, seed, protocol.difficulty,
-                            info, note_line)
-        costs: dict[str, dict] = {}
-        for index, run in enumerate(runs, 1):
-            if run.block not in costs:  # measured once per block, at the shape it trains at
-                costs[run.block] = block_cost(run.block, run.overrides, protocol.batch_size, str(info.device),
-                                              protocol.registry)
-            row = run_one(run, protocol, data, costs[run.block], info, resume=resume, say=note_line)
-            if info.main:
-                rows_file.append(row)
-                shown = f"min test loss {row['min_test_loss']:.4g}" if row["status"] == "ok" else row["status"]
-                note_line(f"[{index}/{len(runs)}] {run.block} seed {run.seed}: {shown} ({row.get('wall_s')} s)")
-        if not info.main:
-            return
-        rows = [r for r in rows_file.rows if str(r["block"]) in blocks and int(r["seed"]) in seed_list]
-        summary = summarise(rows, ARTICLE)
-        write_atomic(base / "summary.csv", to_csv(summary, SUMMARY_COLUMNS))
-        note_line(f"wrote {rows_file.path} ({len(rows_file.rows)} runs) and {base / 'summary.csv'}")
-        caption = (f"{protocol.epochs} epochs, {protocol.train_size}/{protocol.test_size} images, mean ± std over "
-                   f"{len(seed_list)} seeds; epochs_to_target: to test loss {protocol.target_loss}; last_test_loss: "
-                   f"the mean of the last {protocol.last} epochs · article (50 epochs on STL10): min test loss cnn "
-                   "0.054, mha 0.042, conv-mha 0.014, cbam 0.028")
-        if fmt == "table" and not output:
-            shown = [{**line, **{c: with_spread(line[c], line[f"{c}_std"]) for c in
-                                 ("min_test_loss", "last_test_loss", "best_test_acc")},
-                      "epochs_to_target": (f"{line['epochs_to_target']:.3g} ({line['reached_target']})"
-                                           if line["epochs_to_target"] is not None else f"- ({line['reached_target']})")}
-                     for line in summary]
-            render(shown, "table", columns=TABLE_COLUMNS, title=f"white-patch task: {protocol.dataset}"
-                   + (f", difficulty {protocol.difficulty}" if protocol.dataset == "synthetic" else ""), caption=caption)
-        else:
-            render(summary, fmt, columns=SUMMARY_COLUMNS, output=output)
-    finally:
-        teardown_processes(info)
+        task_data(dataclasses.replace(protocol), say)  # loaded once, said once, before the first run
+    finished = [0]
+
+    def on_row(row):
+        finished[0] += 1
+        shown = f"min test loss {row['min_test_loss']:.4g}" if row["status"] == "ok" else row["status"]
+        say(f"[{finished[0]}/{len(todo)}] {row['block']} seed {row['seed']}: {shown} ({row.get('wall_s')} s)")
+
+    rows = campaign.run(executor, on_row=on_row)
+    summary = summarise(rows, ARTICLE)
+    write_atomic(base / "summary.csv", to_csv(summary, SUMMARY_COLUMNS))
+    say(f"wrote {rows_file.path} ({len(rows_file.rows)} runs) and {base / 'summary.csv'}")
+    caption = (f"{protocol.epochs} epochs, {protocol.train_size}/{protocol.test_size} images, mean ± std over "
+               f"{len(seed_list)} seeds; epochs_to_target: to test loss {protocol.target_loss}; last_test_loss: "
+               f"the mean of the last {protocol.last} epochs · article (50 epochs on STL10): min test loss cnn "
+               "0.054, mha 0.042, conv-mha 0.014, cbam 0.028")
+    if fmt == "table" and not output:
+        shown = [{**line, **{c: with_spread(line[c], line[f"{c}_std"]) for c in
+                             ("min_test_loss", "last_test_loss", "best_test_acc")},
+                  "epochs_to_target": (f"{line['epochs_to_target']:.3g} ({line['reached_target']})"
+                                       if line["epochs_to_target"] is not None else f"- ({line['reached_target']})")}
+                 for line in summary]
+        render(shown, "table", columns=TABLE_COLUMNS, title=f"white-patch task: {protocol.dataset}"
+               + (f", difficulty {protocol.difficulty}" if protocol.dataset == "synthetic" else ""), caption=caption)
+    else:
+        render(summary, fmt, columns=SUMMARY_COLUMNS, output=output)

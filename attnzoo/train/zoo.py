@@ -1,14 +1,14 @@
 """Comparisons of many blocks and seeds on the white-patch task: what a block buys, beside what it costs.
 
-A comparison is a list of runs (:class:`TrainRun`: a block, a seed, its constructor overrides), each trained by
-:func:`run_one` into one row, and rows appended to a :class:`~attnzoo.sweep.RowFile` as they finish (so an
-interrupted comparison keeps its finished runs and ``--resume`` trains only the rest). Runs share nothing but
-the images (loaded once) and the settings (:class:`Protocol`), so any executor that maps ``run_one`` over the
-runs and hands the rows to the writer can run them: this module runs them in turn.
+A comparison is a list of campaign units (attnzoo.campaign: kind "train", one per block and seed, its
+settings those of :class:`Protocol` plus the seed), each trained by :func:`run_unit` into one row that the
+campaign's row file keeps as it arrives: an interrupted comparison keeps its finished runs, ``--resume``
+trains only the rest, ``--shard I/N`` trains one part and a Ray executor can run them elsewhere. A unit
+loads its images once per process (:func:`task_data`, cached) and measures its block's cost once per block.
 
 A row holds the run's curves (``test_loss_curve``, ``train_loss_curve``: one figure per epoch), its
-derived figures and the block's cost at the training shape (params, MACs, forward time, measured once per
-block); :func:`summarise` turns the rows into one line per block with mean and standard deviation over seeds.
+derived figures and the block's cost at the training shape (params, MACs, forward time);
+:func:`attnzoo.train_results.summarise` turns the rows into one line per block over its seeds.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from attnzoo.train_results import curve_text, derived
 #: Settings every row of a comparison shares; a resume with others is refused.
 PROTOCOL_KEYS = ("epochs", "batch_size", "lr", "train_size", "test_size", "dataset", "difficulty", "data_seed",
                  "target_loss", "last_epochs", "compile", "amp", "channels_last")
+#: What a unit carries besides PROTOCOL_KEYS and its seed: where it writes, and where its images are.
+UNIT_KEYS = ("out", "data_root", "device")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class Protocol:
     dataset: str = "synthetic"
     difficulty: str = "article"
     data_seed: int = 0  # the images and patches: the same for every run
+    data_root: str | None = None
+    device: str = "cpu"
     target_loss: float = 0.1  # epochs_to_target: the first epoch whose test loss is at most this
     last_epochs: int | None = None  # last_test_loss: the mean over this many final epochs (default: a fifth)
     registry: tuple[str, ...] = ()
@@ -165,15 +169,6 @@ def select_blocks(patterns: Iterable[str], every: bool = False, registry: Sequen
     return names, skipped
 
 
-def plan_runs(blocks: Sequence[str], seeds: Sequence[int], overrides: dict[str, dict[str, Any]] | None = None,
-              done: Iterable[tuple[str, int]] = ()) -> list[TrainRun]:
-    """Every (block, seed) not in ``done``, block by block."""
-    finished = set(done)
-    overrides = overrides or {}
-    return [TrainRun(block, seed, dict(overrides.get(block, {}))) for block in blocks for seed in seeds
-            if (block, seed) not in finished]
-
-
 # ------------------------------------------------------------------------------------------- cost
 
 
@@ -235,7 +230,7 @@ def run_one(run: TrainRun, protocol: Protocol, data, cost: dict[str, Any], info=
         "train_size": protocol.train_size, "test_size": protocol.test_size, "batch_size": protocol.batch_size,
         "lr": protocol.lr, "target_loss": protocol.target_loss, "last_epochs": protocol.last,
         "overrides": " ".join(f"{k}={v}" for k, v in sorted(run.overrides.items())),
-        "device": str(info.device) if info is not None else "cpu", "torch": torch.__version__.split("+")[0],
+        "device": str(info.device) if info is not None else protocol.device, "torch": torch.__version__.split("+")[0],
     }
     try:
         model = build_model(run.block, run.overrides, protocol.registry, run.seed, protocol.batch_size)
@@ -261,3 +256,72 @@ def run_one(run: TrainRun, protocol: Protocol, data, cost: dict[str, Any], info=
     return row
 
 
+
+
+# ------------------------------------------------------------------------------------------- campaign units
+
+
+def make_units(blocks: Sequence[str], seeds: Sequence[int], protocol: Protocol,
+               overrides: dict[str, dict[str, Any]] | None = None) -> list:
+    """The campaign units of a comparison: every block with every seed, block by block."""
+    from attnzoo.campaign.units import Unit, register_runner
+    from attnzoo.train.models import CHANNELS, FEATURE_SIZE
+
+    register_runner("train", "attnzoo.train.zoo:run_unit")
+    overrides = overrides or {}
+    settings = {**protocol.record(), "out": str(protocol.out), "data_root": protocol.data_root,
+                "device": protocol.device}
+    shape = (protocol.batch_size, CHANNELS, FEATURE_SIZE, FEATURE_SIZE)
+    return [Unit.make("train", block, shape, {**settings, "seed": seed}, overrides.get(block, {}),
+                      registry=protocol.registry) for block in blocks for seed in seeds]
+
+
+_DATA: dict[tuple, Any] = {}
+_COSTS: dict[tuple, dict[str, Any]] = {}
+
+
+def task_data(protocol: Protocol, say: Callable[[str], None] = lambda text: None):
+    """The comparison's images, loaded once per process (every unit of a comparison shares them)."""
+    import time
+
+    from attnzoo.train.data import load_task
+
+    key = (protocol.dataset, protocol.data_root, protocol.train_size, protocol.test_size, protocol.data_seed,
+           protocol.difficulty)
+    if key not in _DATA:
+        _DATA.clear()  # one comparison's images at a time
+        started = time.perf_counter()
+        data = load_task(protocol.dataset, protocol.data_root, protocol.train_size, protocol.test_size,
+                         protocol.data_seed, protocol.difficulty)
+        say(f"data: {data.source}: {len(data.train)} train + {len(data.test)} test images, "
+            f"{int(data.train.labels.sum()) + int(data.test.labels.sum())} with a patch "
+            f"({time.perf_counter() - started:.1f} s); device {protocol.device}")
+        _DATA[key] = data
+    return _DATA[key]
+
+
+def cost_of(block: str, overrides: dict[str, Any], protocol: Protocol) -> dict[str, Any]:
+    """:func:`block_cost` once per process for each block, overrides and batch."""
+    key = (block, tuple(sorted((k, str(v)) for k, v in overrides.items())), protocol.batch_size, protocol.device)
+    if key not in _COSTS:
+        _COSTS[key] = block_cost(block, overrides, protocol.batch_size, protocol.device, protocol.registry)
+    return _COSTS[key]
+
+
+def run_unit(unit, context=None, say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
+    """Train one unit of kind "train" (attnzoo.campaign's runner): its row. A unit whose folder holds a
+    checkpoint of an interrupted run continues from it (the driver clears them for a fresh comparison)."""
+    import torch
+
+    from attnzoo.train.loop import Dist, latest_checkpoint
+
+    settings = unit.settings_dict
+    seed = int(settings.pop("seed"))
+    protocol = Protocol(**{k: v for k, v in settings.items() if k in PROTOCOL_KEYS or k in UNIT_KEYS},
+                        registry=tuple(unit.registry))
+    protocol.out = Path(protocol.out)
+    run = TrainRun(unit.block, seed, unit.overrides_dict)
+    data = task_data(protocol, say)
+    cost = cost_of(run.block, run.overrides, protocol)
+    resume = latest_checkpoint(protocol.out / run.folder) is not None
+    return run_one(run, protocol, data, cost, Dist(device=torch.device(protocol.device)), resume=resume, say=say)
