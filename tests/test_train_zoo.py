@@ -269,3 +269,16 @@ def test_in_chromium_the_cost_axis_is_chosen_and_the_front_follows(tmp_path, bro
     assert browser.evaluate("document.querySelector('figure.curves img').naturalWidth") > 500
     data = browser.screenshot(tmp_path / "train.png")
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_shards_train_disjoint_parts_that_cover_the_comparison(tmp_path, capsys):
+    parts = []
+    for index in (1, 2):
+        out = tmp_path / f"part{index}"
+        assert run(["train", "--compare", "cnn", "--seeds", "3", "--epochs", "1", *TINY[2:], "--out", str(out),
+                    "--shard", f"{index}/2", "--format", "csv"]) == 0
+        parts += read_rows(out / "runs.csv")
+    assert sorted(p["seed"] for p in parts) == ["0", "1", "2"]  # each run in exactly one shard
+    assert all(p["unit_id"].startswith("u") for p in parts)
+    assert "shard 2/2:" in capsys.readouterr().err

@@ -212,7 +212,8 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
     from attnzoo.output import render, to_csv, write_atomic
     from attnzoo.train import ARTICLE, resolve_dataset
     from attnzoo.train.loop import checkpoint_dir, resolve_device
-    from attnzoo.train.zoo import make_units, run_unit, select_blocks
+    from attnzoo.train import zoo
+    from attnzoo.train.zoo import make_units, select_blocks
     from attnzoo.train_results import RUN_COLUMNS, SUMMARY_COLUMNS, summarise, with_spread
 
     import os
@@ -223,6 +224,8 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
     patterns = [p for p in patterns if p.strip()]
     if not patterns and not every:
         raise ConfigError("--compare needs block names, e.g. --compare cnn,mha,conv-mha,cbam")
+    if len(set(patterns)) != len(patterns):
+        raise ConfigError("--compare lists a block twice")
     part = parse_shard(shard)
     blocks, skipped = select_blocks(patterns, every, protocol.registry)
     overrides = parse_sets(sets, blocks)
@@ -239,6 +242,7 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
     seed_list = list(range(seed, seed + seeds))
     units = make_units(blocks, seed_list, protocol, overrides)
     base = Path(protocol.out)
+    zoo.OUT_ROOT = base  # where this process's units write their run folders
     base.mkdir(parents=True, exist_ok=True)
     rows_file = RowFile(base / "runs.csv", "csv", RUN_COLUMNS)
     record = {**protocol.record(), "overrides": {f"{b} {units[0].shape_text}": o for b, o in overrides.items() if o}}

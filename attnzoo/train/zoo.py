@@ -26,8 +26,12 @@ from attnzoo.train_results import curve_text, derived
 #: Settings every row of a comparison shares; a resume with others is refused.
 PROTOCOL_KEYS = ("epochs", "batch_size", "lr", "train_size", "test_size", "dataset", "difficulty", "data_seed",
                  "target_loss", "last_epochs", "compile", "amp", "channels_last")
-#: What a unit carries besides PROTOCOL_KEYS and its seed: where it writes, and where its images are.
-UNIT_KEYS = ("out", "data_root", "device")
+#: What a unit carries besides PROTOCOL_KEYS and its seed: where its images are, and its device. Where its
+#: run folder goes is not part of the unit (two shards writing to two folders run the same units): see OUT_ROOT.
+UNIT_KEYS = ("data_root", "device")
+#: The folder that receives the run folders (BLOCK/seed-S/) of the units this process trains; the CLI sets it
+#: to --out before running them (a remote worker keeps the default, relative to its own working folder).
+OUT_ROOT = Path("runs") / "train" / "compare"
 
 
 @dataclass(frozen=True)
@@ -269,8 +273,7 @@ def make_units(blocks: Sequence[str], seeds: Sequence[int], protocol: Protocol,
 
     register_runner("train", "attnzoo.train.zoo:run_unit")
     overrides = overrides or {}
-    settings = {**protocol.record(), "out": str(protocol.out), "data_root": protocol.data_root,
-                "device": protocol.device}
+    settings = {**protocol.record(), "data_root": protocol.data_root, "device": protocol.device}
     shape = (protocol.batch_size, CHANNELS, FEATURE_SIZE, FEATURE_SIZE)
     return [Unit.make("train", block, shape, {**settings, "seed": seed}, overrides.get(block, {}),
                       registry=protocol.registry) for block in blocks for seed in seeds]
@@ -317,9 +320,8 @@ def run_unit(unit, context=None, say: Callable[[str], None] = lambda text: None)
 
     settings = unit.settings_dict
     seed = int(settings.pop("seed"))
-    protocol = Protocol(**{k: v for k, v in settings.items() if k in PROTOCOL_KEYS or k in UNIT_KEYS},
-                        registry=tuple(unit.registry))
-    protocol.out = Path(protocol.out)
+    protocol = Protocol(out=OUT_ROOT, registry=tuple(unit.registry),
+                        **{k: v for k, v in settings.items() if k in PROTOCOL_KEYS or k in UNIT_KEYS})
     run = TrainRun(unit.block, seed, unit.overrides_dict)
     data = task_data(protocol, say)
     cost = cost_of(run.block, run.overrides, protocol)
