@@ -203,8 +203,8 @@ def plot_tradeoff(summary: Sequence[dict[str, Any]], target, cost: str = "macs",
         ax.set_yscale("log")
     if any(float(s[cost]) == 0 for s in points):
         ax.axvline(floor * 1.8, color="grey", lw=0.5)
-        ax.text(floor, ax.get_ylim()[0], " none", fontsize=7, color="grey", va="bottom")
-    ax.set_xlabel(COST_LABELS.get(cost, cost) + (" (left edge: no block)" if any(float(s[cost]) == 0 for s in points) else ""))
+        ax.text(floor, ax.get_ylim()[0], " 0", fontsize=7, color="grey", va="bottom")
+    ax.set_xlabel(COST_LABELS.get(cost, cost) + (" (left edge: 0)" if any(float(s[cost]) == 0 for s in points) else ""))
     ax.set_ylabel(LOSS_LABELS.get(loss, loss) + " (mean ± std over seeds)")
     ax.set_title(title or f"what a block buys: {LOSS_LABELS.get(loss, loss)} against its cost")
     ax.grid(alpha=0.3, which="both")
