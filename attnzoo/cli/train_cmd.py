@@ -107,14 +107,10 @@ def train_command(
     output: Optional[str] = OutputOption,
     registry: Optional[List[str]] = RegistryOption,
 ) -> None:
-    import time
-
-    from attnzoo.output import render
-    from attnzoo.train import TrainConfig, load_task, resolve_dataset, setup_processes, teardown_processes
+    from attnzoo.output import check_dir, output_format, render
+    from attnzoo.train import TrainConfig, setup_processes, teardown_processes
     from attnzoo.train import train as run_training
     from attnzoo.train.data import difficulty_level
-
-    from attnzoo.output import check_dir, output_format
 
     fmt = output_format(output, check_format(fmt))  # paths checked before any data is loaded
     check_dir(out if out is not None else DEFAULT_OUT, "--out")

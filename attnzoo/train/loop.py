@@ -20,7 +20,6 @@ import torch.nn.functional as F
 
 from attnzoo.errors import ConfigError
 from attnzoo.output import to_csv
-from attnzoo.train_results import ARTICLE  # noqa: F401  (re-exported by attnzoo.train)
 from attnzoo.train.data import TaskData, epoch_order, shard
 from attnzoo.train.models import PatchNet, build_model, count_parameters
 
