@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from attnzoo.campaign.rows import RowFile, measured, save_plan
+from attnzoo.campaign.rows import RowFile, measured, plan_path, save_plan
 from attnzoo.campaign.shard import Shard
 from attnzoo.campaign.units import Unit, unique
 from attnzoo.errors import ConfigError
@@ -65,6 +65,8 @@ class Campaign:
         self.row_file.start(keep_existing=self.resume)
         if self.with_plan or self.shard is not None:
             save_plan(path, self.command, self.units, self.shard)
+        elif not self.resume:
+            plan_path(path).unlink(missing_ok=True)  # a plan left by an earlier campaign in this file
 
     def run(self, executor, before: Callable[[Unit], dict | None] | None = None, progress=None,
             on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:

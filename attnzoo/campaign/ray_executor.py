@@ -173,6 +173,12 @@ class RayExecutor:
             raise ConfigError(f"--ray {self.address}: cannot join the cluster: {type(exc).__name__}: "
                               f"{_one_line(exc, 160)}") from None
 
+    def default_device(self) -> str:
+        """What ``--device auto`` means on this cluster: cuda when it has a GPU, else cpu (decided here, so a
+        unit's id is the same as that of the same command run without Ray on a like machine)."""
+        self.connect()
+        return "cuda" if any(n["Resources"].get("GPU", 0) for n in self._nodes()) else "cpu"
+
     def close(self) -> None:
         if self.owned and self.ray.is_initialized():
             self.ray.shutdown()

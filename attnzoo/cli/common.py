@@ -88,7 +88,7 @@ ShardOption = typer.Option(
 RayOption = typer.Option(
     None, "--ray", metavar="[ADDRESS]",
     help="Run the units as Ray tasks: on the cluster at ADDRESS (host:port, ray://host:port or auto), or, "
-         "with no address, on a Ray started here. Needs attnzoo[ray].")
+         "with no address, on a Ray started here. Needs Ray (the ray extra of attnzoo).")
 RetryFailedOption = typer.Option(
     False, "--retry-failed", help="With --resume: measure again the units whose rows failed or were skipped.")
 

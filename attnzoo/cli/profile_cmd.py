@@ -258,6 +258,8 @@ def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]
 
 def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt) -> list[dict[str, Any]]:
     """The plans' units through the campaign driver, on this process or on Ray; the rows in plan order."""
+    import dataclasses
+
     from attnzoo.campaign.driver import Campaign
     from attnzoo.campaign.executors import make_executor
     from attnzoo.campaign.progress import CampaignProgress
@@ -268,12 +270,14 @@ def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output,
     if resume and output is not None and file_fmt == "table":
         raise ConfigError(f"--resume completes a file of rows: --output {output} must be .csv or .json")
     checked = options.checked(here=ray is None)
+    executor = make_executor(ray, raise_errors=options.raise_errors)  # a Ray that cannot be reached ends here
+    if checked.device == "auto":  # under Ray: the cluster's devices decide
+        checked = dataclasses.replace(checked, device=executor.default_device())
     units = [unit for blocks, shapes, run_overrides, in_networks in plans
              for unit in plan_units(blocks, shapes, checked, run_overrides, dirs, **in_networks)]
     row_file = RowFile(output, file_fmt, COLUMNS) if output is not None and file_fmt != "table" else None
     campaign = Campaign("profile", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
                         with_plan=ray is not None)
-    executor = make_executor(ray, raise_errors=options.raise_errors)  # a Ray that cannot be reached ends here
     campaign.open()
     if part is not None:
         say(f"shard {part}: {len(campaign.selected)} of {len(campaign.units)} units")

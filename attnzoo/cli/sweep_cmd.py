@@ -113,6 +113,8 @@ def sweep_command(
     placement: Optional[str] = PlacementOption,
     stages: Optional[str] = StagesOption,
 ) -> int:
+    import dataclasses
+
     from attnzoo.build import format_shape, parse_shape
     from attnzoo.campaign.driver import Campaign
     from attnzoo.campaign.executors import make_executor
@@ -180,6 +182,9 @@ def sweep_command(
         plan = [(name, point, cli_overrides) for name in resolve_names(names, dirs) for point in grid]
     settings.update(given)
     options = ProfileOptions(raise_errors=debug_enabled(), **settings).checked(here=ray is None)
+    executor = make_executor(ray, raise_errors=options.raise_errors)  # a Ray that cannot be reached ends here
+    if options.device == "auto":  # under Ray: the cluster's devices decide
+        options = dataclasses.replace(options, device=executor.default_device())
     specs = {name: get_spec(name, dirs) for name, _, _ in plan}
     if network and suite is None:
         specs["none"] = _PLAIN  # the plain network's rows: fitted, plotted and a possible --baseline
@@ -208,7 +213,6 @@ def sweep_command(
     if row_file is not None and resume:
         row_file.load()
         record = row_file.check_settings(record)
-    executor = make_executor(ray, raise_errors=options.raise_errors)  # a Ray that cannot be reached ends here
     campaign.open(check_rows=False)  # the settings record guards a resume, and a resume may extend the grid
     if row_file is not None:
         row_file.save_settings(record)
