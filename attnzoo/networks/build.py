@@ -43,7 +43,8 @@ def build_network(network: NetworkSpec, shape: Sequence[int]) -> nn.Module:
     return model
 
 
-def _parse_stages(stages: Sequence[int] | str | None) -> tuple[int, ...] | None:
+def parse_stages(stages: Sequence[int] | str | None) -> tuple[int, ...] | None:
+    """``--stages 3,4`` (or a sequence of ints) to sorted stage numbers; None: no limit."""
     if stages is None or stages == "":
         return None
     if isinstance(stages, str):
@@ -88,7 +89,7 @@ def attach_blocks(model: nn.Module, spec, placement: str | None = None, stages: 
         raise ConfigError(f"found no place for {spec.name} in {where}: looked for {looked}")
     kind = PLACEMENT_TYPES[chosen]
     available = sorted({s.stage for s in sites})
-    wanted = _parse_stages(stages)
+    wanted = parse_stages(stages)
     if wanted is None:
         wanted = tuple(available) if kind.default_all_stages else tuple(available[:-1]) or tuple(available)
     missing = [s for s in wanted if s not in available]
@@ -149,7 +150,6 @@ def create_network(network: NetworkSpec, spec=None, shape: Sequence[int] | str |
                          used)
 
 
-__all__ = ["NetworkPlan", "PlacedNetwork", "attach_blocks", "build_network", "check_input", "create_network"]
 
 
 @dataclass(frozen=True)
@@ -166,12 +166,12 @@ class NetworkPlan:
                               self.stages if spec is not None else None, overrides, device, dtype, seed)
 
 
-def parse_stages(stages: Sequence[int] | str | None) -> tuple[int, ...] | None:
-    return _parse_stages(stages)
-
-
 def available_stages(network: NetworkSpec, placement: str, shape: Sequence[int]) -> list[int]:
     """The stages of ``network`` (built at ``shape``) where ``placement`` finds places."""
     torch.manual_seed(0)
     model = build_network(network, shape)
     return sorted({site.stage for site in PLACEMENT_TYPES[placement].find(model)})
+
+
+__all__ = ["NetworkPlan", "PlacedNetwork", "attach_blocks", "available_stages", "build_network", "check_input",
+           "create_network", "parse_stages"]
