@@ -272,6 +272,7 @@ def test_in_chromium_the_cost_axis_is_chosen_and_the_front_follows(tmp_path, bro
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_shards_train_disjoint_parts_that_cover_the_comparison(tmp_path, capsys):
     parts = []
     for index in (1, 2):
