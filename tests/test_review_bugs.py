@@ -248,9 +248,11 @@ def test_checkpoints_keep_the_cuda_random_state(tmp_path, monkeypatch):
     assert [[s.tolist() for s in r] for r in restored] == [[s.tolist() for s in cuda_state]]
 
 
-def test_train_builds_each_block_once_at_the_batch_size(tmp_path, monkeypatch, capsys):
+def test_train_builds_each_block_at_the_batch_size_and_checks_before_any_run(tmp_path, monkeypatch, capsys):
+    """A comparison builds every block at the batch it trains with, once to check it before any data is
+    loaded; each run (one per seed) then builds its own network."""
     import attnzoo.build as build
-    import attnzoo.train as train_package
+    import attnzoo.train.zoo as zoo
 
     real = build.build_module
     shapes, trained = [], []
@@ -259,21 +261,21 @@ def test_train_builds_each_block_once_at_the_batch_size(tmp_path, monkeypatch, c
         shapes.append((spec.name, tuple(shape)))
         return real(spec, shape, overrides)
 
-    def fake_training(cfg, data, info, say, model=None):  # the loop itself is tested elsewhere
-        trained.append((cfg.block, model))
-        return {"block": cfg.block, "history": []}
+    def fake_run(run, protocol, data, cost, info=None, resume=False, say=None):  # the loop is tested elsewhere
+        trained.append((run.block, len(shapes)))
+        return {"block": run.block, "seed": run.seed, "status": "ok", "shape": "8,32,24,24", "min_test_loss": 0.5}
 
     monkeypatch.setattr(build, "build_module", recording)
-    monkeypatch.setattr(train_package, "train", fake_training)
+    monkeypatch.setattr(zoo, "run_one", fake_run)
     args = ["train", "--compare", "se,cbam", "--epochs", "1", "--train-size", "16", "--test-size", "8",
             "--batch-size", "8", "--dataset", "synthetic", "--device", "cpu", "--out", str(tmp_path)]
     assert run(args) == 0
-    assert shapes == [("se", (8, 32, 24, 24)), ("cbam", (8, 32, 24, 24))]
-    assert [name for name, _ in trained] == ["se", "cbam"]
-    assert all(model is not None and model.name == name for name, model in trained)  # the networks built once
+    assert shapes[:2] == [("se", (8, 32, 24, 24)), ("cbam", (8, 32, 24, 24))]  # the checks, before any run
+    assert all(shape[0] == 8 for _, shape in shapes)
+    assert [name for name, _ in trained] == ["se", "cbam"] and trained[0][1] >= 2
     # A bad block is still refused before any data is loaded or any block is trained.
     trained.clear()
-    assert run(args[:2] + ["se,cbam", "--set", "cbam.reduction=64"] + args[3:]) == 2
+    assert run(args[:2] + ["se,cbam", "--set", "cbam.reduction=64"] + args[3:] + ["--out", str(tmp_path / "b")]) == 2
     assert "cannot take" in capsys.readouterr().err and trained == []
 
 

@@ -209,7 +209,7 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
     from attnzoo.train import ARTICLE, resolve_dataset
     from attnzoo.train.loop import checkpoint_dir, resolve_device
     from attnzoo.train import zoo
-    from attnzoo.train.zoo import make_units, select_blocks
+    from attnzoo.train.zoo import expand_names, make_units, select_blocks
     from attnzoo.train_results import RUN_COLUMNS, SUMMARY_COLUMNS, summarise, with_spread
 
     import os
@@ -223,11 +223,10 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
     if len(set(patterns)) != len(patterns):
         raise ConfigError("--compare lists a block twice")
     part = parse_shard(shard)
-    blocks, skipped = select_blocks(patterns, every, protocol.registry)
-    overrides = parse_sets(sets, blocks)
-    if sets:  # overrides may stop a block fitting: check again with them
-        blocks, more = select_blocks(patterns or blocks, every, protocol.registry, overrides)
-        skipped.update(more)
+    # Every block is built once here, at the batch it trains with, with its --set overrides: a bad name,
+    # override or shape fails before any data is loaded (each run then builds its network from its seed).
+    overrides = parse_sets(sets, expand_names(patterns, every, protocol.registry))
+    blocks, skipped = select_blocks(patterns, every, protocol.registry, overrides, protocol.batch_size)
     for name, why in skipped.items():
         say(f"left out {name}: {why}")
     kind, root, note = resolve_dataset(dataset, data_root)

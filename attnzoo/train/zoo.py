@@ -93,7 +93,8 @@ class Protocol:
 # ------------------------------------------------------------------------------------------- which blocks
 
 
-def fits_task(name: str, overrides: dict[str, Any] | None = None, registry: Sequence[str] = ()) -> str | None:
+def fits_task(name: str, overrides: dict[str, Any] | None = None, registry: Sequence[str] = (),
+              batch: int = 2) -> str | None:
     """None when block ``name`` can take the article's place at (B, 32, 24, 24); else why not, in a line."""
     from attnzoo.registry import get_spec
     from attnzoo.train.models import NO_BLOCK, build_block
@@ -104,7 +105,7 @@ def fits_task(name: str, overrides: dict[str, Any] | None = None, registry: Sequ
     if spec.inputs != 1:
         return f"fuses {spec.inputs} inputs"
     try:
-        build_block(name, overrides, registry)
+        build_block(name, overrides, registry, batch)
     except (ShapeError, ConfigError) as exc:
         return str(exc).removeprefix(f"{name} ")
     except Exception as exc:  # noqa: BLE001  (a constructor that rejects the shape its own way)
@@ -113,7 +114,7 @@ def fits_task(name: str, overrides: dict[str, Any] | None = None, registry: Sequ
 
 
 def select_blocks(patterns: Iterable[str], every: bool = False, registry: Sequence[str] = (),
-                  overrides: dict[str, dict[str, Any]] | None = None) -> tuple[list[str], dict[str, str]]:
+                  overrides: dict[str, dict[str, Any]] | None = None, batch: int = 2) -> tuple[list[str], dict[str, str]]:
     """The blocks of a comparison and those left out, with why: ``(names, {name: reason})``.
 
     ``patterns``: block names, wildcards (``*-attention``) and family names (``channel``); ``cnn`` is the
@@ -121,12 +122,37 @@ def select_blocks(patterns: Iterable[str], every: bool = False, registry: Sequen
     ``patterns`` when some are given. A name given explicitly must fit the task (else an error); blocks
     reached through a wildcard, a family or ``every`` that do not fit are left out and listed.
     """
+    overrides = overrides or {}
+    patterns = list(patterns)
+    names: list[str] = []
+    skipped: dict[str, str] = {}
+    for name, explicit in _candidates(patterns, every, registry):
+        why = fits_task(name, overrides.get(name), registry, batch)
+        if why is None:
+            names.append(name)
+        elif explicit:
+            raise ShapeError(f"{name} {why}") if "inputs" not in why else ConfigError(
+                f"{name} {why}; the white-patch task needs a one-input block")
+        else:
+            skipped[name] = why
+    if not names:
+        shown = ", ".join(p.strip() for p in patterns if p.strip()) or "--all"
+        raise ConfigError(f"no block of {shown} fits the task at (B, 32, 24, 24)")
+    return names, skipped
+
+
+def expand_names(patterns: Iterable[str], every: bool = False, registry: Sequence[str] = ()) -> list[str]:
+    """The names ``patterns`` (and ``every``) reach, before any is built (see :func:`select_blocks`)."""
+    return [name for name, _ in _candidates(patterns, every, registry)]
+
+
+def _candidates(patterns: Iterable[str], every: bool, registry: Sequence[str]) -> list[tuple[str, bool]]:
+    """``(name, named explicitly)`` for every block the patterns reach, in order, each once."""
     from fnmatch import fnmatchcase
 
     from attnzoo.registry import FAMILIES, all_specs, get_spec
     from attnzoo.train.models import NO_BLOCK
 
-    overrides = overrides or {}
     specs = all_specs(registry)
     patterns = [p.strip() for p in patterns if p.strip()]
     candidates: list[tuple[str, bool]] = []  # (name, named explicitly)
@@ -156,21 +182,7 @@ def select_blocks(patterns: Iterable[str], every: bool = False, registry: Sequen
         else:
             found = [(get_spec(pattern, registry).name, True)]
         candidates += [c for c in found if c[0] not in {n for n, _ in candidates}]
-
-    names: list[str] = []
-    skipped: dict[str, str] = {}
-    for name, explicit in candidates:
-        why = fits_task(name, overrides.get(name), registry)
-        if why is None:
-            names.append(name)
-        elif explicit:
-            raise ShapeError(f"{name} {why}") if "inputs" not in why else ConfigError(
-                f"{name} {why}; the white-patch task needs a one-input block")
-        else:
-            skipped[name] = why
-    if not names:
-        raise ConfigError("no block of " + ", ".join(patterns or ["--all"]) + " fits the task at (B, 32, 24, 24)")
-    return names, skipped
+    return candidates
 
 
 # ------------------------------------------------------------------------------------------- cost
