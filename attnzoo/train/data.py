@@ -304,8 +304,9 @@ def _harden(image: torch.Tensor, level: float, g: torch.Generator) -> torch.Tens
 #: Named difficulties of the synthetic images: the ``level`` of :func:`_harden`. ``easy`` is the images
 #: attnzoo generated before difficulties existed (the plain cnn reaches a minimum test loss of 0.010 on them
 #: under the article's protocol, against its 0.054 on STL10); ``article`` (the default) is meant to land the
-#: cnn near 0.054, its level chosen from a shorter proxy run of benchmarks/difficulty.py (the README says
-#: which, and that the article's full protocol has not confirmed it yet); ``hard`` doubles it.
+#: cnn near 0.054, its level chosen from a shorter proxy run of benchmarks/difficulty.py; under the article's
+#: full protocol level 0.6 still gave 0.012 after 23 epochs (README), so it is yet to be raised; ``hard``
+#: doubles it.
 DIFFICULTIES = {"easy": 0.0, "article": 0.6, "hard": 1.2}
 DEFAULT_DIFFICULTY = "article"
 
