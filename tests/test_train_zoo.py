@@ -102,9 +102,18 @@ def test_curve_bands():
 
 
 def test_easy_is_the_images_attnzoo_made_before_difficulties():
+    import torch
+
     images = synthetic_images(130, seed=3, difficulty="easy")
-    # Checksums of attnzoo's synthetic images before this change (same seed and count).
-    assert int(images.long().sum()) == 464201001 and int(images[129].long().sum()) == 3458336
+    # Checksums of attnzoo's synthetic images before difficulties existed (same seed and count), taken on
+    # torch 2.15: exact there. Another torch may round a float op differently and move a few of the 3.6 M
+    # pixels by one level (torch 2.3.1: total 2 lower, image 129 one lower); any change to the drawing moves
+    # the sums by thousands.
+    total, last = int(images.long().sum()), int(images[129].long().sum())
+    if torch.__version__.startswith("2.15."):
+        assert (total, last) == (464201001, 3458336)
+    else:
+        assert abs(total - 464201001) <= 36 and abs(last - 3458336) <= 3, (total, last)
 
 
 def test_harder_images_hide_the_patch_more():
