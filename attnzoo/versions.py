@@ -43,12 +43,13 @@ def declared_floors() -> dict[str, str]:
 @functools.lru_cache(maxsize=1)
 def check_supported() -> None:
     """Raise ConfigError when an installed torch or torchvision is older than the floor attnzoo declares."""
-    for package, floor in declared_floors().items():
+    floors = declared_floors()
+    for package, floor in floors.items():
         try:
             found = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue  # importing it fails with its own clear message
         if release(found) < release(floor):
-            pins = " ".join(f"'{name}>={version}'" for name, version in declared_floors().items())
+            pins = " ".join(f"'{name}>={version}'" for name, version in floors.items())
             raise ConfigError(f"attnzoo needs {package} >= {floor} (the oldest version it is tested on), "
                               f"found {found}: pip install --upgrade {pins}")
