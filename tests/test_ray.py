@@ -138,3 +138,24 @@ def test_a_node_removed_mid_run_loses_nothing_after_resume(ray_cluster, tmp_path
     assert sorted(r["unit_id"] for r in rows) == sorted(u.id for u in units)  # each unit once
     assert all(r["status"] == "ok" for r in rows)
     assert len(measured_again) == 1
+
+
+def test_a_train_comparison_on_ray_trains_what_it_would_here(ray_cluster, tmp_path):
+    """Training runs are units like any other: on Ray each (block, seed) trains once on a worker, gives the
+    row it gives here (the same unit, counts and, the seeds being the same, the same losses up to the
+    rounding of another thread count), and writes its run folder under --out."""
+    args = ["train", "--compare", "cnn,se", "--seeds", "2", "--epochs", "1", "--train-size", "32", "--test-size",
+            "16", "--batch-size", "16", "--dataset", "synthetic", "--difficulty", "article", "--device", "cpu",
+            "--format", "csv"]
+    assert run([*args, "--out", str(tmp_path / "here")]) == 0
+    assert run([*args, "--ray", "--out", str(tmp_path / "ray")]) == 0
+    here = {r["unit_id"]: r for r in _rows(tmp_path / "here" / "runs.csv")}
+    there = {r["unit_id"]: r for r in _rows(tmp_path / "ray" / "runs.csv")}
+    assert sorted(there) == sorted(here) and len(there) == 4
+    for unit_id, row in there.items():
+        mine = here[unit_id]
+        assert row["status"] == "ok" and row["node"] and not mine["node"]
+        assert (row["block"], row["seed"], row["params"], row["macs"]) == (mine["block"], mine["seed"],
+                                                                          mine["params"], mine["macs"])
+        assert float(row["min_test_loss"]) == pytest.approx(float(mine["min_test_loss"]), rel=1e-3)
+        assert (tmp_path / "ray" / row["block"] / f"seed-{row['seed']}" / "metrics.csv").is_file()

@@ -28,6 +28,7 @@ class RunContext:
     raise_errors: bool = False  # --debug: re-raise a block's error instead of recording it
     threads: int | None = None  # CPU threads to use when the unit's settings leave them to the executor
     calibration: Callable[[Any], Any] | None = None  # options -> the device's ceilings (None: the runner's own)
+    out: str | None = None  # the folder a unit writes its own files under (a training run's curves, checkpoints)
 
 
 class Progress(Protocol):
@@ -66,8 +67,8 @@ class Local:
 
     remote = False
 
-    def __init__(self, raise_errors: bool = False):
-        self.context = RunContext(raise_errors=raise_errors)
+    def __init__(self, raise_errors: bool = False, out: str | None = None):
+        self.context = RunContext(raise_errors=raise_errors, out=out)
 
     def run(self, units: Sequence[Unit], before=None, progress=None) -> Iterator[dict[str, Any]]:
         for unit in units:
@@ -86,15 +87,17 @@ class Local:
 LOCAL_RAY = "local"
 
 
-def make_executor(ray_address: str | None, raise_errors: bool = False, **ray_options: Any) -> Executor:
+def make_executor(ray_address: str | None, raise_errors: bool = False, out: str | None = None,
+                  **ray_options: Any) -> Executor:
     """The executor a command asked for: Ray at ``ray_address`` (host:port, ray://host:port, auto, or
-    :data:`LOCAL_RAY` for a Ray started here), or this process (None). An address where no cluster answers,
-    or Ray not installed, ends here with a ConfigError."""
+    :data:`LOCAL_RAY` for a Ray started here), or this process (None). ``out``: the folder units write their
+    own files under (:class:`RunContext`). An address where no cluster answers, or Ray not installed, ends
+    here with a ConfigError."""
     if ray_address is None:
-        return Local(raise_errors=raise_errors)
+        return Local(raise_errors=raise_errors, out=out)
     from attnzoo.campaign.ray_executor import RayExecutor
 
-    return RayExecutor(ray_address, raise_errors=raise_errors, **ray_options)
+    return RayExecutor(ray_address, raise_errors=raise_errors, out=out, **ray_options)
 
 
 __all__ = ["Executor", "LOCAL_RAY", "LOST", "Local", "Progress", "RunContext", "failed_row", "make_executor", "stamp"]

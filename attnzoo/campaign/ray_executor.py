@@ -100,9 +100,10 @@ def _where() -> tuple[str, str]:
     return context.get_node_id(), ",".join(str(g) for g in context.get_accelerator_ids().get("GPU", []))
 
 
-def run_remote(unit: Unit, target: str, raise_errors: bool, threads: int | None) -> dict[str, Any]:
-    """The body of a unit's Ray task: the runner ``target`` names, with this node's ceilings and the task's
-    threads."""
+def run_remote(unit: Unit, target: str, raise_errors: bool, threads: int | None,
+               out: str | None = None) -> dict[str, Any]:
+    """The body of a unit's Ray task: the runner ``target`` names, with this node's ceilings, the task's
+    threads and the folder for the unit's own files (the same path on the node as on the driver)."""
     if threads is not None and unit.settings_dict.get("compile"):
         os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = str(threads)
         try:
@@ -112,7 +113,7 @@ def run_remote(unit: Unit, target: str, raise_errors: bool, threads: int | None)
         except Exception:  # noqa: BLE001  (an old torch without the knob: its default stands)
             pass
     node, gpus = _where()
-    context = RunContext(raise_errors=raise_errors, threads=threads, calibration=node_calibration)
+    context = RunContext(raise_errors=raise_errors, threads=threads, calibration=node_calibration, out=out)
     try:
         row = runner_for(unit.kind, target)(unit, context)
     except Exception as exc:  # noqa: BLE001  (outside the block: still this unit's row, never a lost unit)
@@ -144,7 +145,7 @@ class RayExecutor:
 
     def __init__(self, address: str, raise_errors: bool = False, max_retries: int = 3,
                  resources: Callable[[Unit], dict[str, Any]] | None = None, num_cpus: int | None = None,
-                 calibrate: bool = True):
+                 calibrate: bool = True, out: str | None = None):
         self.ray = _import_ray()
         self.address = address or LOCAL_RAY
         check_address(self.address)
@@ -153,6 +154,7 @@ class RayExecutor:
         self.custom_resources = resources
         self.num_cpus = num_cpus  # of a local Ray (default: the machine's)
         self.calibrate = calibrate
+        self.out = out
         self.owned = False
 
     # ---------------------------------------------------------------- connection
@@ -279,7 +281,7 @@ class RayExecutor:
                         continue
                     target = runner_target(unit.kind)
                     ref = task_fn.options(**task, max_retries=self.max_retries, retry_exceptions=False).remote(
-                        unit, target, self.raise_errors, threads)
+                        unit, target, self.raise_errors, threads, self.out)
                     running[ref] = unit
                     if progress is not None:
                         progress.started(unit)

@@ -89,7 +89,7 @@ def train_command(
     dataset: str = typer.Option("auto", "--dataset",
                                 help="stl10, folder, synthetic, or auto: STL10 when its files are found, else synthetic."),
     difficulty: str = typer.Option("article", "--difficulty", metavar="NAME",
-                                   help="Synthetic images: easy, article or hard."),
+                                   help="Synthetic images: easy, article, hard, or a level from 0 (easy) to 10."),
     data_root: Optional[str] = typer.Option(None, "--data-root", metavar="DIR",
                                             help="STL10 root (holding stl10_binary/) or the image folder."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
@@ -208,7 +208,6 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
     from attnzoo.output import render, to_csv, write_atomic
     from attnzoo.train import ARTICLE, resolve_dataset
     from attnzoo.train.loop import checkpoint_dir, resolve_device
-    from attnzoo.train import zoo
     from attnzoo.train.zoo import expand_names, make_units, select_blocks
     from attnzoo.train_results import RUN_COLUMNS, SUMMARY_COLUMNS, summarise, with_spread
 
@@ -237,7 +236,6 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
     seed_list = list(range(seed, seed + seeds))
     units = make_units(blocks, seed_list, protocol, overrides)
     base = Path(protocol.out)
-    zoo.OUT_ROOT = base  # where this process's units write their run folders
     base.mkdir(parents=True, exist_ok=True)
     rows_file = RowFile(base / "runs.csv", "csv", RUN_COLUMNS)
     record = {**protocol.record(), "overrides": {f"{b} {units[0].shape_text}": o for b, o in overrides.items() if o}}
@@ -246,7 +244,8 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
     if resume:
         rows_file.load()
         record = rows_file.check_settings(record)  # names the setting that differs
-    executor = make_executor(ray, raise_errors=debug_enabled())
+    # Run folders go under OUT, on whichever machine trains the unit (the same absolute path on a Ray node).
+    executor = make_executor(ray, raise_errors=debug_enabled(), out=str(base.resolve()))
     campaign.open(check_rows=False)  # the settings record guards a resume, and a resume may add blocks or seeds
     rows_file.save_settings(record)
     todo = [unit for unit in campaign.selected if unit.id not in campaign.done]

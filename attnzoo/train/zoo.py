@@ -27,11 +27,10 @@ from attnzoo.train_results import curve_text, derived
 PROTOCOL_KEYS = ("epochs", "batch_size", "lr", "train_size", "test_size", "dataset", "difficulty", "data_seed",
                  "target_loss", "last_epochs", "compile", "amp", "channels_last")
 #: What a unit carries besides PROTOCOL_KEYS and its seed: where its images are, and its device. Where its
-#: run folder goes is not part of the unit (two shards writing to two folders run the same units): see OUT_ROOT.
+#: run folder goes is not part of the unit (two shards writing to two folders run the same units): the
+#: executor's RunContext.out says (the comparison's --out), else DEFAULT_OUT.
 UNIT_KEYS = ("data_root", "device")
-#: The folder that receives the run folders (BLOCK/seed-S/) of the units this process trains; the CLI sets it
-#: to --out before running them (a remote worker keeps the default, relative to its own working folder).
-OUT_ROOT = Path("runs") / "train" / "compare"
+DEFAULT_OUT = Path("runs") / "train" / "compare"
 
 
 @dataclass(frozen=True)
@@ -332,7 +331,8 @@ def run_unit(unit, context=None, say: Callable[[str], None] = lambda text: None)
 
     settings = unit.settings_dict
     seed = int(settings.pop("seed"))
-    protocol = Protocol(out=OUT_ROOT, registry=tuple(unit.registry),
+    out = Path(context.out) if context is not None and context.out else DEFAULT_OUT
+    protocol = Protocol(out=out, registry=tuple(unit.registry),
                         **{k: v for k, v in settings.items() if k in PROTOCOL_KEYS or k in UNIT_KEYS})
     run = TrainRun(unit.block, seed, unit.overrides_dict)
     data = task_data(protocol, say)
