@@ -13,7 +13,7 @@ import torch
 from attnzoo.cli import run
 from attnzoo.errors import ConfigError, ShapeError, UnknownBlockError
 from attnzoo.results import load_results
-from attnzoo.train.data import DIFFICULTIES, PatchDataset, difficulty_level, synthetic_images
+from attnzoo.train.data import DIFFICULTIES, PatchDataset, difficulty_level, patch_draws, synthetic_images
 from attnzoo.train.zoo import Protocol, make_units, select_blocks
 from attnzoo.train_results import curve_bands, derived, is_train_rows, pareto_front, summarise, with_spread
 
@@ -124,9 +124,22 @@ def test_harder_images_hide_the_patch_more():
 
     easy, article, hard = contrast("easy"), contrast("article"), contrast("hard")
     assert easy[0] < article[0] < hard[0] and easy[1] < article[1] < hard[1]
+
+    def hidden(level):  # patches that would land (90 % or more) on blown-out, flat white pixels
+        labels, rows, cols = patch_draws(torch.arange(512), 0)
+        white = (synthetic_images(512, seed=0, difficulty=level) == 255).all(dim=1)
+        return sum(int(white[i, r:r + 16, c:c + 16].float().mean() >= 0.9)
+                   for i, r, c in zip(torch.nonzero(labels).flatten().tolist(), rows[labels == 1].tolist(),
+                                      cols[labels == 1].tolist()))
+
+    assert hidden("easy") == 0 < hidden("article") < hidden("hard")
     assert DIFFICULTIES["easy"] == 0 and difficulty_level("article") == DIFFICULTIES["article"]
     with pytest.raises(ConfigError, match="unknown difficulty 'nope'"):
         difficulty_level("nope")
+    assert difficulty_level("0.8") == 0.8 == difficulty_level(0.8)  # a level, as typed on the command line
+    for bad in ("11", "-1", "nan", 10.5):
+        with pytest.raises(ConfigError, match="between 0 and 10"):
+            difficulty_level(bad)
     # The patch stays the task: labels, positions and the patch pixels are those of the easy images.
     data = PatchDataset(synthetic_images(8, 0, "hard"), torch.arange(8))
     x, y = data.batch(torch.arange(8))
@@ -209,6 +222,7 @@ def test_train_files_pair_in_compare_and_draw_in_the_report(tmp_path, capsys):
     (["--all", "--only", "zzz*"], "no block matches"),
     (["cbam", "--difficulty", "nope"], "unknown difficulty 'nope'"),
     (["--compare", "cnn,se", "--difficulty", "nope"], "unknown difficulty 'nope'"),
+    (["cbam", "--difficulty", "12"], "a difficulty level must be between 0 and 10, got 12.0"),
     (["--only", "se*"], "--only filters --all"),
     (["--compare", "cnn", "--all"], "not both"),
 ])
