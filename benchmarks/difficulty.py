@@ -4,9 +4,9 @@ on the article's 0.054 on STL10.
 
 Trains ``--block`` (default cnn) at each level of ``--levels`` (``attnzoo.train.data._harden``: blown-out
 white regions that hide a patch landing on them, haze, flat bright distractors, fine texture and noise, each
-scaled by the level; 0 is the ``easy`` images), prints the minimum
-test loss of each (mean over ``--seeds``) and the level where the log of the loss, interpolated linearly
-between the two levels around it, meets ``--target``. The named difficulty ``article`` in
+scaled by the level; 0 is the ``easy`` images), prints the minimum test loss of each (mean over ``--seeds``)
+and the level where the log of the loss, interpolated linearly between the two levels around it, meets
+``--target``. The named difficulty ``article`` in
 attnzoo/train/data.py (DIFFICULTIES) holds the level this script chose; the README says under which
 protocol.
 
