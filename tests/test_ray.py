@@ -124,7 +124,9 @@ def test_a_node_removed_mid_run_loses_nothing_after_resume(ray_cluster, tmp_path
         first.run(RayExecutor("local", max_retries=0, **steer), progress=RemoveWhenBothRun())
         statuses = [r["status"] for r in _rows(out)]
         lost = [s for s in statuses if s.startswith("lost")]
-        assert len(statuses) == 4 and len(lost) == 1, statuses
+        assert len(statuses) == 4 and len(lost) <= 1, statuses
+        if not lost:  # Ray moved the unit, or it ended before the node went: no loss for --resume to mend
+            pytest.skip(f"the removed node lost no unit this time ({statuses}); nothing to resume")
 
         again = Campaign("profile", units, row_file=RowFile(out, "csv", COLUMNS), resume=True)
         again.open()
