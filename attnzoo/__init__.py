@@ -14,11 +14,17 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from attnzoo._version import __version__
+from attnzoo.campaign.units import register_runner
 from attnzoo.errors import AttnzooError, CardError, ConfigError, ShapeError, UnknownBlockError
 from attnzoo.networks.cards import NetworkSpec, get_network, list_networks
 from attnzoo.registry import BlockSpec, get_spec, list_blocks
 
-__version__ = "0.1.0"
+# The kinds of unit attnzoo measures, each with its runner ("module:function", imported only where a unit
+# runs). The campaign runs any kind registered here and imports none of them: a new kind of measurement is
+# a runner and one line here (docs/ARCHITECTURE.md).
+register_runner("profile", "attnzoo.profiling.runner:run_unit", node_setup="attnzoo.profiling.runner:setup_node")
+register_runner("train", "attnzoo.train.zoo:run_unit")
 __all__ = ["AttnzooError", "BlockSpec", "CardError", "ConfigError", "NetworkSpec", "ShapeError", "UnknownBlockError",
            "attach", "create", "create_network", "get_network", "get_spec", "list_blocks", "list_networks", "profile",
            "__version__"]
@@ -43,12 +49,12 @@ def profile(names: str | Sequence[str], shapes: str | Sequence[int] | Sequence[s
             placement: str | None = None, stages: str | Sequence[int] | None = None):
     """Profile blocks (names or wildcards) at shapes; returns a pandas DataFrame, one row per block and shape.
 
-    Columns: ``attnzoo.profiling.runner.COLUMNS`` (params, macs, flops, bytes, fwd_ms, train_ms, fwd_peak_mib,
-    the roofline's of_limit, ... and where and how each row was measured); their units and meaning are in
-    ``attnzoo.profiling.measurements``. ``compile``, ``amp`` and ``channels_last`` are the modes of ``--compile``,
-    ``--amp`` and ``--channels-last``. One multiply-add is 1 MAC and
-    2 FLOPs. A row that could not run has a ``status`` other than ``"ok"`` saying why; unknown names and
-    malformed shapes raise :class:`AttnzooError` before anything runs.
+    Columns: ``attnzoo.columns.COLUMNS`` (params, macs, flops, bytes, fwd_ms, train_ms, fwd_peak_mib,
+    the roofline's of_limit, ... and where and how each row was measured), declared there with their units
+    and meaning. ``compile``, ``amp`` and ``channels_last`` are the modes of ``--compile``, ``--amp`` and
+    ``--channels-last``. One multiply-add is 1 MAC and 2 FLOPs. A row that could not run has a ``status``
+    other than ``"ok"`` saying why; unknown names and malformed shapes raise :class:`AttnzooError` before
+    anything runs.
 
     With ``network`` (a name, wildcard or list: ``attnzoo.list_networks()``) the shapes are the network's
     input (B,3,H,W) and the rows are network rows: the plain network's (block ``none``), then one per block
@@ -60,7 +66,8 @@ def profile(names: str | Sequence[str], shapes: str | Sequence[int] | Sequence[s
     >>> attnzoo.profile("cbam", "2,64,32,32", mode="infer", min_time=0.2)  # doctest: +SKIP
     >>> attnzoo.profile("se", "1,3,224,224", network="resnet50", mode="infer")  # doctest: +SKIP
     """
-    from attnzoo.profiling.runner import ProfileOptions, profile_rows, to_frame
+    from attnzoo.api import profile_rows, to_frame
+    from attnzoo.profiling.runner import ProfileOptions
 
     names = [names] if isinstance(names, str) else list(names)
     if isinstance(shapes, str) or (len(shapes) > 0 and all(isinstance(d, int) for d in shapes)):

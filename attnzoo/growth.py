@@ -90,7 +90,7 @@ def fit_rows(rows: Sequence[dict[str, Any]], over: str, metrics: Sequence[str] |
     card's stated complexity. Only rows with status ``ok`` and a value for the metric are used.
     ``metrics`` defaults to every cost column that grows with the input (the ``metric`` columns)."""
     if metrics is None:
-        from attnzoo.profiling.measurements import METRICS as metrics  # column declarations only, no torch
+        from attnzoo.columns import METRICS as metrics
     variable = AXIS_VARIABLE[over]
     fits = []
     blocks = list(dict.fromkeys(row["block"] for row in rows))

@@ -20,11 +20,24 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from attnzoo.errors import CardError, ConfigError, UnknownBlockError
-from attnzoo.networks.cards import PLACEMENTS
 
 FAMILIES = ("channel", "spatial", "channel+spatial", "self-attention", "local", "axial", "linear", "external", "fusion",
             "conv")
 LAYOUTS = ("BCHW", "BNC")
+
+#: Every placement attnzoo knows, with the paper whose position it follows: the names a card's
+#: ``placements`` may list (attnzoo.networks finds the places by structure: networks/placements.py).
+PLACEMENTS: dict[str, str] = {
+    "residual": "after the residual branch's last BatchNorm, before the addition (SENet Fig. 3, CBAM, ECA, "
+                "SGE, SA-Net, triplet, SimAM, GCNet; timm's attn_layer)",
+    "stage": "after a stage of residual units, on its output (BAM: after stages 1, 2 and 3)",
+    "replace-conv": "in place of the residual unit's 3x3 convolution, a 3x3 average pool taking its stride "
+                    "(SKNet, ResNeSt, EPSANet, CoTNet)",
+    "mobilenet-v2": "in each inverted residual with an expansion, after the depthwise 3x3 + BN + ReLU6, before "
+                    "the 1x1 projection (coordinate attention's mbv2_ca.py)",
+    "token-mixer": "in place of self-attention in every encoder layer of a ViT (MetaFormer, PoolFormer)",
+}
+
 ENV_VAR = "ATTNZOO_REGISTRY"
 
 _REQUIRED = {"name": str, "title": str, "paper": str, "url": str, "family": str, "layout": str, "target": str,
@@ -60,7 +73,7 @@ class BlockSpec:
     # MACs of one forward as an expression over B, C, H, W, N and the constructor arguments
     # ("B*2*channels*(channels//reduction)"); checked against the counter by the tests.
     macs: str = ""
-    # Where the block goes in a network (attnzoo.networks.cards.PLACEMENTS), in order of preference; empty:
+    # Where the block goes in a network (PLACEMENTS), in order of preference; empty:
     # its family's placements (attnzoo.networks.cards.block_placements).
     placements: tuple[str, ...] = ()
     notes: str = ""

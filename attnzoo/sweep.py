@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from attnzoo.errors import ConfigError
 from attnzoo.growth import _number, axis_value, crossing_points, shape_of
-from attnzoo.profiling.measurements import BY_NAME
+from attnzoo.columns import BY_NAME
 
 
 def plot(rows: Sequence[dict[str, Any]], over: str, path: str | os.PathLike,

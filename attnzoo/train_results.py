@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 #: The first article's results (50 epochs, STL10 images 0-3999 for training, 4000-4999 for testing).
 ARTICLE = {
@@ -54,11 +54,32 @@ def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+#: The cost columns of a train row, taken from its block's profile row at the training shape.
+COST_COLUMNS = ("block_params", "macs", "fwd_ms")
+
+
+def join_cost(row: dict[str, Any], profile_row: Mapping[str, Any] | None, no_block: bool = False) -> dict[str, Any]:
+    """``row`` (a training run) with its block's cost from ``profile_row`` (the profiler's row of the block at
+    the training shape): MACs and forward time, and the block's parameters where training did not count
+    them. ``no_block`` (the article's plain cnn): all zero. A block that could not be profiled: empty."""
+    if no_block:
+        cost: dict[str, Any] = {"block_params": 0, "macs": 0, "fwd_ms": 0.0}
+    elif profile_row is None or str(profile_row.get("status")) != "ok":
+        cost = {"block_params": None, "macs": None, "fwd_ms": None}
+    else:
+        cost = {"block_params": profile_row.get("params"), "macs": profile_row.get("macs"),
+                "fwd_ms": profile_row.get("fwd_ms")}
+    if row.get("block_params") not in (None, ""):
+        cost.pop("block_params")  # counted on the model that trained
+    row.update(cost)
+    return row
+
+
 def summarise(rows: Sequence[dict[str, Any]], article: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
     """One row per block (in the order blocks first appear) over its ok runs: the mean and sample standard
     deviation over seeds of the minimum test loss, the mean test loss of the last epochs and the best test
     accuracy; the mean epochs to the target loss over the seeds that reached it, and how many did."""
-    from attnzoo.results import number
+    from attnzoo.rowdata import number
 
     article = article or {}
     blocks = list(dict.fromkeys(str(r["block"]) for r in rows))

@@ -63,7 +63,7 @@ def attention_paths(shape, device: str, rounds: int) -> list[dict]:
                 fns["matmuls"] = lambda: torch.bmm(torch.bmm(x, xt), x)
             times = side_by_side(fns, device, rounds=rounds)
             if name == "sdpa":
-                del x, xt
+                x = xt = None
             fused_mib = peak_bytes(lambda: fused(*inputs), device) / MIB
             explicit_mib = peak_bytes(lambda: explicit(*inputs), device) / MIB
         speedup = ratio(times, "explicit", "fused")
@@ -77,7 +77,7 @@ def attention_paths(shape, device: str, rounds: int) -> list[dict]:
             "speedup_bound": ratio(times, "explicit", "matmuls") if "matmuls" in times else None,
             "speed_ok": speedup >= TARGET_SPEEDUP, "memory_ok": memory >= TARGET_MEMORY,
         })
-        del fused, explicit, inputs, fns
+        fused = explicit = inputs = fns = None  # freed before the next block
     return rows
 
 

@@ -66,7 +66,7 @@ def main(argv=None) -> None:
             data = load_task("synthetic", None, opts.train_size, opts.test_size, 0, level)
             protocol = Protocol(out=Path(folder) / f"level-{level}", epochs=opts.epochs, batch_size=opts.batch_size,
                                 train_size=opts.train_size, test_size=opts.test_size, difficulty=level)
-            results = [run_one(TrainRun(opts.block, seed), protocol, data, {}) for seed in range(opts.seeds)]
+            results = [run_one(TrainRun(opts.block, seed), protocol, data) for seed in range(opts.seeds)]
             losses = [r["min_test_loss"] for r in results]
             rows.append({"level": level, "min_test_loss": round(statistics.fmean(losses), 4),
                          "spread": round(statistics.stdev(losses), 4) if len(losses) > 1 else None,

@@ -160,7 +160,7 @@ def test_plot_marks_sit_where_the_curves_meet(tmp_path):
     results = crossovers(rows, "quad", metrics=["macs"])
     points = crossing_points(rows, "macs", "hw", results)
     assert {(b, d) for b, _, _, d in points} == {("lin", "cheaper"), ("steep", "dearer")}
-    for block, x, y, _ in points:
+    for _block, x, y, _ in points:
         assert y == pytest.approx(x ** 2, rel=1e-9)  # on the baseline's curve, at the crossing
     families = {"quad": "self-attention", "lin": "linear", "steep": "linear", "flat": "external"}
     styles = family_styles(list(families), families, baseline="quad")
@@ -279,7 +279,7 @@ def test_atlas_suite_runs_with_existing_blocks_in_place_of_the_new_ones(tmp_path
     stand_ins = iter(["sdpa", "vit-attention", "mh-external-attention", "lsa", "sliding-window-attention",
                       "conv-mha", "neighborhood-attention"])
     known = all_specs()
-    for name in [b for run in load_suite("complexity-atlas").runs for b in run.blocks]:
+    for name in [b for suite_run in load_suite("complexity-atlas").runs for b in suite_run.blocks]:
         if name not in known:
             text = text.replace(f'"{name}"', f'"{next(stand_ins)}"')
     text = text.replace("values = [16, 24, 32, 48, 64, 96, 128]", "values = [8, 12]")

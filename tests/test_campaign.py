@@ -10,6 +10,7 @@ import socket
 import pytest
 
 import attnzoo
+import attnzoo._version
 from attnzoo.campaign.shard import Shard, parse_shard
 from attnzoo.campaign.units import Unit
 from attnzoo.cli import run
@@ -42,7 +43,7 @@ def test_unit_id_is_stable_and_changes_with_every_setting(monkeypatch):
               _unit(network="resnet50", placement="after-bn3"), _unit(kind="train")]
     assert len({u.id for u in others} | {unit.id}) == len(others) + 1
     before = unit.id
-    monkeypatch.setattr(attnzoo, "__version__", "9.9.9")
+    monkeypatch.setattr(attnzoo._version, "__version__", "9.9.9")
     assert _unit().id != before  # another attnzoo version measures other units
 
 

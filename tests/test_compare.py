@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from attnzoo.cli import run
-from attnzoo.compare import compare, verdict
+from attnzoo.results.compare import compare, verdict
 from attnzoo.errors import ConfigError
 from attnzoo.results import load_results
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from attnzoo.profiling import efficiency
-from attnzoo.profiling.runner import COLUMNS, ProfileOptions, profile_rows
+from attnzoo.api import profile_rows
+from attnzoo.profiling.runner import COLUMNS, ProfileOptions
 
 
 def test_matmul_peak_is_measured_once_and_cached(monkeypatch):

@@ -12,7 +12,8 @@ import torch.nn as nn
 import attnzoo
 from attnzoo.profiling.flops import count_macs
 from attnzoo.profiling.memory import MIB, peak_bytes
-from attnzoo.profiling.runner import ProfileOptions, profile_rows
+from attnzoo.api import profile_rows
+from attnzoo.profiling.runner import ProfileOptions
 
 F32 = 4  # bytes
 

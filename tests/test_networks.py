@@ -229,10 +229,10 @@ def test_papers_suite_lists_at_least_20_published_entries():
     tables = {run.paper["table"].split(" Table")[0] for run in suite.runs}
     assert {"CBAM", "ECA-Net", "SGE", "SA-Net", "Triplet attention", "SimAM", "Coordinate attention", "EPSANet",
             "ResNeSt", "SKNet", "DeiT", "SENet"} <= tables
-    for run in suite.runs:
-        assert run.networks and run.shapes == ("1,3,224,224",) and run.paper["gflops"] > 0
-        for block in run.blocks:
-            assert choose_placement(attnzoo.get_spec(block), get_network(run.networks[0]))[0], run.note
+    for suite_run in suite.runs:
+        assert suite_run.networks and suite_run.shapes == ("1,3,224,224",) and suite_run.paper["gflops"] > 0
+        for block in suite_run.blocks:
+            assert choose_placement(attnzoo.get_spec(block), get_network(suite_run.networks[0]))[0], suite_run.note
 
 
 def test_network_units_have_their_own_ids_and_plain_rows_first():
@@ -267,7 +267,7 @@ def _network_row(block, network, fwd, **extra):
 
 
 def test_compare_and_report_read_network_rows(tmp_path, capsys):
-    from attnzoo.compare import compare
+    from attnzoo.results.compare import compare
     from tests.test_compare import write_csv
 
     # the same block in two networks: two pairs, told apart by the network

@@ -17,7 +17,8 @@ from attnzoo.errors import ConfigError, ShapeError, UnknownBlockError
 from attnzoo.profiling import flops
 from attnzoo.profiling.flops import count_macs, einsum_macs, flop_counter_macs
 from attnzoo.profiling.memory import MIB, TensorAllocationTracker, peak_bytes
-from attnzoo.profiling.runner import COLUMNS, ProfileOptions, profile_rows
+from attnzoo.api import profile_rows
+from attnzoo.profiling.runner import COLUMNS, ProfileOptions
 from attnzoo.profiling.suites import bundled_profiles_dir, check_blocks, load_suite
 from attnzoo.profiling.timing import time_callable
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import attnzoo
+from attnzoo import api
 from attnzoo.profiling import runner
 from attnzoo.build import evaluate, parse_override, parse_shape, resolve_args, shape_symbols
 from attnzoo.errors import CardError, ConfigError, ShapeError, UnknownBlockError
@@ -72,7 +73,7 @@ def test_user_folder_adds_a_card_targeting_torch(tmp_path):
 
 def test_user_card_targeting_torch_profiles(tmp_path):
     (tmp_path / "torch-mha.toml").write_text(GOOD_CARD)
-    (row,) = list(runner.profile_rows(["torch-mha"], ["2,16,8,8"], runner.ProfileOptions(mode="infer", min_time=0.01),
+    (row,) = list(api.profile_rows(["torch-mha"], ["2,16,8,8"], runner.ProfileOptions(mode="infer", min_time=0.01),
                                       registry=[tmp_path]))
     assert row["status"] == "ok"
     assert row["macs"] == 2 * (4 * 64 * 16 ** 2 + 2 * 64 ** 2 * 16)  # B * (4 N C^2 + 2 N^2 C)

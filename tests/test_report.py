@@ -16,7 +16,7 @@ import pytest
 
 from attnzoo.cli import run
 from attnzoo.registry import get_spec
-from attnzoo.report import build_report, sweep_axis
+from attnzoo.results.report import build_report, sweep_axis
 from tests.browser import Browser, find_browser
 from tests.test_compare import OLD_COLUMNS, row, write_csv
 

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from attnzoo.cli import run
 from attnzoo.errors import ConfigError, UnknownBlockError
+from attnzoo import api
 from attnzoo.profiling import flops, runner
 from attnzoo.profiling.flops import count_macs
 from attnzoo.profiling.memory import TensorAllocationTracker, peak_bytes
@@ -180,7 +181,7 @@ def test_an_error_inside_a_mac_formula_surfaces(monkeypatch):
 def test_fvcore_is_the_counter_and_the_row_says_so():
     count = count_macs(nn.Linear(4, 3), (torch.randn(2, 4),))
     assert count.macs == 2 * 4 * 3 and count.counter == "fvcore"
-    row = next(iter(runner.profile_rows(["se"], ["2,16,4,4"], runner.ProfileOptions(
+    row = next(iter(api.profile_rows(["se"], ["2,16,4,4"], runner.ProfileOptions(
         device="cpu", mode="infer", min_time=0.01, warmup=1, threads=1))))
     assert row["counter"] == "fvcore"
 
@@ -298,7 +299,7 @@ def test_cuda_random_state_round_trips_through_a_checkpoint(tmp_path):
 @pytest.mark.cuda
 def test_cuda_rows_measure_a_training_step_apart_from_the_forward():
     options = runner.ProfileOptions(device="cuda", mode="both", min_time=0.05, warmup=1)
-    (row,) = runner.profile_rows(["se"], ["8,64,32,32"], options)
+    (row,) = api.profile_rows(["se"], ["8,64,32,32"], options)
     assert row["status"] == "ok" and row["device"].startswith("cuda")
     out_mib = 8 * 64 * 32 * 32 * 4 / 2 ** 20  # the forward's output alone
     assert row["fwd_peak_mib"] >= out_mib and row["train_peak_mib"] >= 2 * out_mib

@@ -11,6 +11,7 @@ import torch.nn as nn
 
 import attnzoo
 from attnzoo.cli import INTERNAL_ERROR, run
+from attnzoo import api
 from attnzoo.profiling import measurements
 from attnzoo.profiling.bandwidth import BandwidthCurve, measure_bandwidth
 from attnzoo.profiling.efficiency import ConvPeak, MatmulPeak
@@ -230,7 +231,7 @@ def test_a_profiler_bug_is_an_internal_error_not_a_row_status(capsys, monkeypatc
 def test_calibration_runs_once_before_the_rows(monkeypatch):
     """The ceilings are measured before the first row and once per process: every unit asks for them (a unit
     may run on another node, which calibrates itself), and the cache answers all but the first ask."""
-    from attnzoo.profiling import bandwidth, efficiency, runner
+    from attnzoo.profiling import bandwidth, efficiency
 
     events = []
     for module, name in ((efficiency, "measure_matmul_peak"), (efficiency, "measure_conv_peak"),
@@ -241,7 +242,7 @@ def test_calibration_runs_once_before_the_rows(monkeypatch):
     monkeypatch.setattr(efficiency, "_cache", {})
     monkeypatch.setattr(efficiency, "_conv_cache", {})
     monkeypatch.setattr(bandwidth, "_cache", {})
-    rows = list(runner.profile_rows(["se", "cbam"], ["2,16,4,4"], ProfileOptions(device="cpu", mode="infer",
+    rows = list(api.profile_rows(["se", "cbam"], ["2,16,4,4"], ProfileOptions(device="cpu", mode="infer",
                                                                               min_time=0.01, threads=1),
                                     on_start=lambda block, shape: events.append(f"row {block}")))
     assert len(rows) == 2

@@ -14,7 +14,6 @@ The pieces:
 * :mod:`~attnzoo.campaign.driver` — :class:`Campaign`: the shard's units, minus those a resumed ``--output``
   holds, through an executor, each row written as it arrives; returns the rows in the plan's order.
 * :mod:`~attnzoo.campaign.rows` — the file written row by row, and the plan beside it (FILE.campaign.json).
-* :mod:`~attnzoo.campaign.merge` — ``attnzoo merge``: the parts as one file.
 
 Adding a kind of unit (how ``train --compare`` plugs in): the train package provides a function
 ``run_unit(unit, context) -> dict`` (one result row; ``context`` is a :class:`RunContext`: ``raise_errors``,

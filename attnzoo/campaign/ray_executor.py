@@ -6,9 +6,11 @@
 * On the CPU a unit asks for the CPUs it times with: ``--threads``, or (without it) every CPU of the
   smallest node, and sets torch's threads to that number. Ray would otherwise run it with one OpenMP
   thread (it sets OMP_NUM_THREADS to a task's CPUs, 1 by default), and Ray does not pin CPUs: asking for
-  them is what keeps two timings off the same cores. A compiling unit's Inductor workers get the same count.
-* Each node's ceilings (the roofline's) are measured on that node, once per campaign, before its units
-  run there (a node that joins later measures them with its first unit).
+  them is what keeps two timings off the same cores (the runner gives a compiling unit's Inductor workers
+  the same count).
+* A runner's per-node work (the profiler's: the device's ceilings for the roofline) runs on each node once
+  per campaign, before its units run there (a node that joins later does it with its first unit); the
+  executor knows it only as a function registered with the runner.
 * Rows come back as they finish (``ray.wait``), so the driver writes each at once. A task whose worker or
   node dies is retried by Ray (``max_retries``); past that, or for any error outside the block, the unit
   still gets a row, whose status says so (``lost: ...`` rows are measured again by ``--resume``).
@@ -18,18 +20,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import pickle
 import socket
-import tempfile
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlparse
 
-from attnzoo.campaign.executors import LOCAL_RAY, LOST, RunContext, failed_row, stamp
-from attnzoo.campaign.units import Unit, runner_for, runner_target
+from attnzoo.campaign.tasks import LOCAL_RAY, LOST, RunContext, failed_row, stamp
+from attnzoo.campaign.units import node_setup_target, runner_for, runner_target
+from attnzoo.unit import Unit
 from attnzoo.errors import ConfigError
 
 def _one_line(text: Any, limit: int = 300) -> str:
@@ -64,35 +62,6 @@ def check_address(address: str, timeout: float = 3.0) -> None:
         raise ConfigError(f"--ray {address}: no Ray cluster answers there ({exc.strerror or exc})") from None
 
 
-def _cache_dir() -> Path:
-    return Path(tempfile.gettempdir()) / "attnzoo-ray-calibration"
-
-
-def node_calibration(options) -> Any:
-    """The ceilings of the node this runs on, for ``options``: read from the node's cache of this Ray job,
-    or measured now and kept there (a pickle in the node's temporary folder, written whole)."""
-    import ray
-
-    from attnzoo.profiling.runner import calibrate
-
-    if options.mode == "train":
-        return None
-    context = ray.get_runtime_context()
-    key = repr((context.get_job_id(), context.get_node_id(), options.device, options.dtype, options.threads,
-                options.amp, context.get_accelerator_ids().get("GPU", [])[:1]))
-    path = _cache_dir() / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".pkl")
-    try:
-        return pickle.loads(path.read_bytes())
-    except (OSError, pickle.UnpicklingError, EOFError):
-        pass
-    found = calibrate(options)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(pickle.dumps(found))
-    os.replace(tmp, path)
-    return found
-
-
 def _where() -> tuple[str, str]:
     import ray
 
@@ -104,16 +73,8 @@ def run_remote(unit: Unit, target: str, raise_errors: bool, threads: int | None,
                out: str | None = None) -> dict[str, Any]:
     """The body of a unit's Ray task: the runner ``target`` names, with this node's ceilings, the task's
     threads and the folder for the unit's own files (the same path on the node as on the driver)."""
-    if threads is not None and unit.settings_dict.get("compile"):
-        os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = str(threads)
-        try:
-            import torch._inductor.config as inductor_config
-
-            inductor_config.compile_threads = threads  # already imported in a reused worker
-        except Exception:  # noqa: BLE001  (an old torch without the knob: its default stands)
-            pass
     node, gpus = _where()
-    context = RunContext(raise_errors=raise_errors, threads=threads, calibration=node_calibration, out=out)
+    context = RunContext(raise_errors=raise_errors, threads=threads, out=out)
     try:
         row = runner_for(unit.kind, target)(unit, context)
     except Exception as exc:  # noqa: BLE001  (outside the block: still this unit's row, never a lost unit)
@@ -123,16 +84,10 @@ def run_remote(unit: Unit, target: str, raise_errors: bool, threads: int | None,
     return stamp(row, unit, node=node, device_index=gpus)
 
 
-def calibrate_remote(unit: Unit, threads: int | None) -> str:
-    """Measure a node's ceilings for ``unit``'s settings before its units run there."""
-    import dataclasses
-
-    from attnzoo.profiling.runner import ProfileOptions
-
-    options = ProfileOptions(**unit.settings_dict)
-    if options.threads is None and threads is not None:
-        options = dataclasses.replace(options, threads=threads)
-    node_calibration(options.checked())
+def setup_remote(unit: Unit, target: str, threads: int | None) -> str:
+    """The body of a node-setup task: the per-node work ``target`` names (registered with the unit's runner,
+    e.g. the profiler's ceilings), run on a node before units like ``unit`` run there."""
+    runner_for(unit.kind, target)(unit, RunContext(threads=threads))
     return _where()[0]
 
 
@@ -145,7 +100,7 @@ class RayExecutor:
 
     def __init__(self, address: str, raise_errors: bool = False, max_retries: int = 3,
                  resources: Callable[[Unit], dict[str, Any]] | None = None, num_cpus: int | None = None,
-                 calibrate: bool = True, out: str | None = None):
+                 setup_nodes: bool = True, out: str | None = None):
         self.ray = _import_ray()
         self.address = address or LOCAL_RAY
         check_address(self.address)
@@ -153,7 +108,7 @@ class RayExecutor:
         self.max_retries = max_retries
         self.custom_resources = resources
         self.num_cpus = num_cpus  # of a local Ray (default: the machine's)
-        self.calibrate = calibrate
+        self.setup_nodes = setup_nodes
         self.out = out
         self.owned = False
 
@@ -225,29 +180,31 @@ class RayExecutor:
         needs = {"CPU": task.get("num_cpus") or 0, "GPU": task.get("num_gpus") or 0, **task.get("resources", {})}
         return all(have.get(name, 0) >= need for name, need in needs.items() if need)
 
-    def _calibrate_nodes(self, units: Sequence[Unit]) -> None:
-        """Each node's ceilings, for each distinct setting of the units that time a forward, measured on that
-        node before the units (all nodes at once, each calibration with a unit's resources)."""
+    def _setup_nodes(self, units: Sequence[Unit]) -> None:
+        """The per-node work of the units' runners (node_setup_target: e.g. the profiler's ceilings, measured
+        on each node before its units time anything), once per kind and settings, on every node that fits,
+        all nodes at once, each with a unit's resources."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        calibrate_task = self.ray.remote(calibrate_remote)
-        firsts: dict[Any, Unit] = {}
+        setup_task = self.ray.remote(setup_remote)
+        firsts: dict[Any, tuple[Unit, str]] = {}
         for unit in units:
-            if unit.kind == "profile" and unit.settings_dict.get("mode") != "train":
-                firsts.setdefault(unit.settings, unit)
+            target = node_setup_target(unit.kind)
+            if target is not None:
+                firsts.setdefault((unit.kind, unit.settings), (unit, target))
         refs = []
-        for unit in firsts.values():
+        for unit, target in firsts.values():
             task, threads = self._plan(unit)
             for node in self._nodes():
                 if self._fits(node, task):
                     strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-                    refs.append(calibrate_task.options(**task, scheduling_strategy=strategy,
-                                                       max_retries=0).remote(unit, threads))
+                    refs.append(setup_task.options(**task, scheduling_strategy=strategy,
+                                                   max_retries=0).remote(unit, target, threads))
         for ref in refs:
             try:
                 self.ray.get(ref)
             except self.ray.exceptions.RayError:
-                pass  # that node died or failed: its first unit measures the ceilings itself
+                pass  # that node died or failed: its first unit does the work itself
 
     # ---------------------------------------------------------------- running
     def run(self, units: Sequence[Unit], before=None, progress=None) -> Iterator[dict[str, Any]]:
@@ -262,8 +219,8 @@ class RayExecutor:
         if not units:
             return
         planned = [(unit, *self._plan(unit)) for unit in units]  # a bad device ends here, before any task
-        if self.calibrate:
-            self._calibrate_nodes(units)
+        if self.setup_nodes:
+            self._setup_nodes(units)
         task_fn = ray.remote(run_remote)
         queue = list(planned)
         running: dict[Any, Unit] = {}
@@ -315,4 +272,4 @@ class RayExecutor:
             return stamp(row, unit)
 
 
-__all__ = ["RayExecutor", "check_address", "node_calibration", "run_remote"]
+__all__ = ["RayExecutor", "check_address", "run_remote", "setup_remote"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from attnzoo.errors import ConfigError
-from attnzoo.results import typed_cell
+from attnzoo.rowdata import is_lost, load_plan, plan_path, typed_cell
 
 
 class RowFile:
@@ -122,16 +122,11 @@ def point_key(row: dict[str, Any]) -> tuple[str, str]:
     return str(row["block"]), shape
 
 
-def plan_path(path: str | os.PathLike) -> Path:
-    """Where the plan of the campaign whose rows are in ``path`` is kept, beside the rows."""
-    target = Path(path)
-    return target.with_name(target.name + ".campaign.json")
-
 
 def save_plan(path: str | os.PathLike, command: str, units: Sequence[Any] | dict[str, str], shard: Any = None) -> None:
     """Write ``FILE.campaign.json``: the command, the shard and every unit of the whole plan (id: label);
     ``units`` are Units or already a mapping of id to label."""
-    from attnzoo import __version__
+    from attnzoo._version import __version__
     from attnzoo.output import write_atomic
 
     labels = units if isinstance(units, dict) else {unit.id: unit.label for unit in units}
@@ -143,23 +138,6 @@ def save_plan(path: str | os.PathLike, command: str, units: Sequence[Any] | dict
         raise ConfigError(f"cannot write {plan_path(path)}: {exc.strerror or exc}") from None
 
 
-def load_plan(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The plan saved beside ``path``, or None when there is none."""
-    target = plan_path(path)
-    if not target.is_file():
-        return None
-    try:
-        record = json.loads(target.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{target}: not a readable campaign plan ({exc})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("units"), dict):
-        raise ConfigError(f"{target}: not a campaign plan (no 'units')")
-    return record
-
-
-def is_lost(row: dict[str, Any]) -> bool:
-    """A row the campaign wrote for a unit it could not run (its worker or node died): not a result."""
-    return str(row.get("status", "")).startswith("lost")
 
 
 def measured(rows: Sequence[dict[str, Any]], units: Sequence[Any], retry_failed: bool = False) -> dict[str, dict]:
@@ -174,3 +152,6 @@ def measured(rows: Sequence[dict[str, Any]], units: Sequence[Any], retry_failed:
             continue
         kept[str(unit_id)] = row
     return kept
+
+
+__all__ = ["RowFile", "is_lost", "load_plan", "measured", "plan_path", "point_key", "save_plan"]

@@ -101,7 +101,7 @@ def compare_command(
     fmt: str = FormatOption,
     output: Optional[str] = OutputOption,
 ) -> int:
-    from attnzoo.compare import compare
+    from attnzoo.results.compare import compare
     from attnzoo.errors import ConfigError
     from attnzoo.output import output_format, render
     from attnzoo.results import load_results

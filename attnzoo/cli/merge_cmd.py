@@ -25,7 +25,7 @@ def merge_command(
     out: str = typer.Argument(..., metavar="OUT", help="The merged file to write (.csv or .json)."),
     parts: List[str] = typer.Argument(..., metavar="PARTS...", help="Result files or folders of them."),
 ) -> int:
-    from attnzoo.campaign.merge import merge_parts
+    from attnzoo.results.merge import merge_parts
     from attnzoo.campaign.rows import save_plan
     from attnzoo.errors import ConfigError
     from attnzoo.output import check_output, render

@@ -86,7 +86,7 @@ def _table_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[
     """What the table shows: the columns with a label (attnzoo.profiling.measurements), counts with SI
     prefixes, time as median ± IQR, and only columns that have a value in some row. CSV and JSON keep raw
     columns."""
-    from attnzoo.profiling.measurements import ALL_COLUMNS
+    from attnzoo.columns import ALL_COLUMNS
 
     labelled = [c for c in ALL_COLUMNS if c.label]
     shown = [{c.label: _shown(c, row) for c in labelled} for row in rows]
@@ -227,10 +227,9 @@ def profile_command(
 def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]) -> int:
     """``--by-module``: the rows of every block's submodules (attnzoo.profiling.modules)."""
     from attnzoo.build import parse_shape
-    from attnzoo.errors import ConfigError
+    from attnzoo.errors import BlockFailure, ConfigError
     from attnzoo.output import render
     from attnzoo.profiling.modules import MODULE_COLUMNS, module_rows
-    from attnzoo.profiling.prepare import BlockFailure
     from attnzoo.registry import get_spec, resolve_names
 
     jobs = [(get_spec(name, dirs), parse_shape(s), run_overrides)
@@ -287,7 +286,7 @@ def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output,
         calibrate(checked)  # before the rows: its failure is the profiler's, not a row's
     with CampaignProgress(len(campaign.selected), every=30 if executor.remote else None) as progress:
         rows = campaign.run(executor, progress=progress)
-    from attnzoo.profiling.networks import add_network_deltas
+    from attnzoo.rowdata import add_network_deltas
 
     if add_network_deltas(rows) and row_file is not None:  # the plain network's row may have come after
         row_file.rows = rows

@@ -27,7 +27,7 @@ def report_command(
     registry: Optional[List[str]] = RegistryOption,
 ) -> None:
     from attnzoo.output import HTML_SUFFIXES, check_output, write_atomic
-    from attnzoo.report import build_report
+    from attnzoo.results.report import build_report
 
     check_output(out, "--out", HTML_SUFFIXES)
     page = build_report(results, registry_dirs(registry), title=title)

@@ -223,7 +223,7 @@ def sweep_command(
 
     rows = _measure(campaign, executor, options, over, limit)
     if network:
-        from attnzoo.profiling.networks import add_network_deltas
+        from attnzoo.rowdata import add_network_deltas
 
         add_network_deltas(rows)
     results = _crossovers(rows, baseline, over, row_file) if baseline is not None else None
@@ -332,7 +332,7 @@ def _report(rows, specs, over, fmt, output, plot, results=None) -> int:
     from attnzoo.output import render, to_table
     from attnzoo.profiling.runner import COLUMNS
     from attnzoo.growth import crossover_columns, fit_rows
-    from attnzoo.profiling.measurements import METRICS
+    from attnzoo.columns import METRICS
     from attnzoo.sweep import plot as plot_rows
 
     stated = {name: (spec.complexity, spec.macs_exponent) for name, spec in specs.items()}

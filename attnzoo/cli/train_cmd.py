@@ -257,6 +257,7 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
     say(f"{len(blocks)} blocks x {len(seed_list)} seeds: {len(todo)} runs to train"
         + (f", {len(campaign.done)} already in {rows_file.path}" if campaign.done else "")
         + (f" (shard {part}: {len(campaign.selected)} of {len(campaign.units)} runs)" if part is not None else ""))
+    costs = _block_costs(sorted({unit.block for unit in todo}), overrides, protocol, executor, base, resume)
     if todo and not executor.remote:
         from attnzoo.train.zoo import task_data
 
@@ -268,7 +269,7 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
         shown = f"min test loss {row['min_test_loss']:.4g}" if row["status"] == "ok" else row["status"]
         say(f"[{finished[0]}/{len(todo)}] {row['block']} seed {row['seed']}: {shown} ({row.get('wall_s')} s)")
 
-    rows = campaign.run(executor, on_row=on_row)
+    rows = campaign.run(_WithCost(executor, costs), on_row=on_row)
     summary = summarise(rows, ARTICLE)
     write_atomic(base / "summary.csv", to_csv(summary, SUMMARY_COLUMNS))
     say(f"wrote {rows_file.path} ({len(rows_file.rows)} runs) and {base / 'summary.csv'}")
@@ -286,3 +287,40 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
                + (f", difficulty {protocol.difficulty}" if protocol.dataset == "synthetic" else ""), caption=caption)
     else:
         render(summary, fmt, columns=SUMMARY_COLUMNS, output=output)
+
+
+def _block_costs(blocks, overrides, protocol, executor, base: Path, resume: bool) -> dict[str, dict]:
+    """Each block's cost at the training shape, by block: profile units (the profiler's runner, the one path
+    every cost takes) run on the comparison's executor before the runs, their rows kept in OUT/costs.csv."""
+    from attnzoo.campaign.driver import Campaign
+    from attnzoo.campaign.rows import RowFile
+    from attnzoo.columns import COLUMNS
+    from attnzoo.profiling.runner import ProfileOptions, plan_units
+    from attnzoo.train.models import CHANNELS, FEATURE_SIZE, NO_BLOCK
+
+    named = [block for block in blocks if block != NO_BLOCK]
+    if not named:
+        return {}
+    options = ProfileOptions(device=protocol.device, mode="infer", min_time=0.1).checked(here=not executor.remote)
+    shape = (protocol.batch_size, CHANNELS, FEATURE_SIZE, FEATURE_SIZE)
+    units = [unit for block in named
+             for unit in plan_units([block], [shape], options, overrides.get(block), protocol.registry)]
+    campaign = Campaign("train", units, row_file=RowFile(base / "costs.csv", "csv", COLUMNS), resume=resume)
+    campaign.open(check_rows=False)
+    return {row["block"]: row for row in campaign.run(executor)}
+
+
+class _WithCost:
+    """The executor's training rows, each joined to its block's cost before the campaign writes it."""
+
+    def __init__(self, executor, costs: dict[str, dict]):
+        self.executor = executor
+        self.costs = costs
+        self.remote = executor.remote
+
+    def run(self, units, before=None, progress=None):
+        from attnzoo.train.models import NO_BLOCK
+        from attnzoo.train_results import join_cost
+
+        for row in self.executor.run(units, before=before, progress=progress):
+            yield join_cost(row, self.costs.get(row["block"]), no_block=row["block"] == NO_BLOCK)

@@ -18,18 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from attnzoo.errors import CardError, UnknownBlockError
-
-#: Every placement attnzoo knows, with the paper whose position it follows (see placements.py).
-PLACEMENTS: dict[str, str] = {
-    "residual": "after the residual branch's last BatchNorm, before the addition (SENet Fig. 3, CBAM, ECA, "
-                "SGE, SA-Net, triplet, SimAM, GCNet; timm's attn_layer)",
-    "stage": "after a stage of residual units, on its output (BAM: after stages 1, 2 and 3)",
-    "replace-conv": "in place of the residual unit's 3x3 convolution, a 3x3 average pool taking its stride "
-                    "(SKNet, ResNeSt, EPSANet, CoTNet)",
-    "mobilenet-v2": "in each inverted residual with an expansion, after the depthwise 3x3 + BN + ReLU6, before "
-                    "the 1x1 projection (coordinate attention's mbv2_ca.py)",
-    "token-mixer": "in place of self-attention in every encoder layer of a ViT (MetaFormer, PoolFormer)",
-}
+from attnzoo.registry import PLACEMENTS
 
 _REQUIRED = {"name": str, "title": str, "paper": str, "url": str, "builder": str}
 _OPTIONAL = {"args": dict, "placements": list, "input": str, "params": int, "multiple": int, "square": bool,

@@ -1,9 +1,7 @@
-"""Every measurement of a row has one shape: a name, its columns (with units), whether the row's mode asks
-for it, and how it runs on a :class:`~attnzoo.profiling.prepare.Prepared` block. The runner runs them in
-order; the table, CSV, JSON, the sweep's fits and the plots read the columns from here.
-
-This module defines columns without importing torch (``compare`` and ``report`` read them); measurements
-import what they need when they run.
+"""Every measurement of a row has one shape: a name, its columns (declared in :mod:`attnzoo.columns`), whether
+the row's mode asks for it, and how it runs on a :class:`~attnzoo.profiling.prepare.Prepared` block. The
+runner runs them in order. Importing this module does not import torch; measurements import what they need
+when they run.
 """
 
 from __future__ import annotations
@@ -12,7 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from attnzoo.profiling.columns import ENVIRONMENT, IDENTITY, NETWORK, NETWORK_DELTAS, Column
+import attnzoo.columns as columns
+from attnzoo.columns import Column
 
 
 @dataclass(frozen=True)
@@ -127,10 +126,42 @@ def _roofline(prepared, calibration, row) -> dict[str, Any]:
     return roofline(row.get("flops"), row.get("bytes_min"), row.get("fwd_ms"), calibration)
 
 
-def _network():
-    from attnzoo.profiling import networks
+def _attention_macs(prepared, calibration, row) -> dict[str, Any]:
+    """The placed blocks' share of the network's MACs, from the counter's per-module counts."""
+    if not prepared.attention or not row.get("macs") or not prepared.macs_by_module:
+        return {}
+    placed = sum(prepared.macs_by_module.get(name, 0) for name in prepared.attention)
+    return {"attn_macs_share": round(placed / row["macs"], 4)}
 
-    return networks
+
+def _attention_time(prepared, calibration, row) -> dict[str, Any]:
+    """The placed blocks' share of an eager forward's time: forward hooks (synchronised on CUDA) time the
+    blocks over three whole forwards (the by-module machinery). The share is a ratio inside the same
+    forwards, and the forward timing before it has warmed the network up: three calls keep a whole
+    network's row short."""
+    import time
+
+    import torch
+
+    from attnzoo.profiling.modules import _Scopes
+
+    if not prepared.attention:
+        return {}
+    scopes = _Scopes(prepared.eager, prepared.attention, prepared.device)
+    calls, spent = 0, 0.0
+    try:
+        with torch.inference_mode(), prepared.autocast():
+            scopes.timing = True
+            while calls < 3:
+                scopes._sync()
+                start = time.perf_counter()
+                prepared.eager(*prepared.inputs)
+                scopes._sync()
+                spent += time.perf_counter() - start
+                calls += 1
+    finally:
+        scopes.close()
+    return {"attn_time_share": round(sum(scopes.seconds.values()) / spent, 4) if spent else None}
 
 
 def _compile_time(prepared, calibration, row) -> dict[str, Any]:
@@ -138,76 +169,22 @@ def _compile_time(prepared, calibration, row) -> dict[str, Any]:
 
 
 MEASUREMENTS: tuple[Measurement, ...] = (
-    Measurement("parameters", (
-        Column("params", label="params", describe="parameters"),
-        Column("trainable_params", describe="parameters that require gradients"),
-    ), "any", _parameters),
-    Measurement("counting MACs", (
-        Column("macs", label="MACs", style="si", metric=True, describe="MACs: multiply-adds of one forward"),
-        Column("flops", style="si", describe="FLOPs: 2 x MACs"),
-        Column("uncounted_ops", label="uncounted ops", style="text", lower_is_better=None,
-               describe="operators with no MAC formula"),
-        Column("counter", style="text", lower_is_better=None, describe="which counter counted the MACs"),
-    ), "any", _macs),
-    Measurement("counting bytes", (
-        Column("bytes_min", unit="B", label="bytes min", style="si", metric=True,
-               describe="compulsory bytes: inputs, outputs and parameters once each"),
-        Column("bytes_eager", unit="B", style="si", metric=True,
-               describe="bytes moved by the operators of an eager forward"),
-    ), "any", _bytes),
-    Measurement("compiling", (
-        Column("compile_s", unit="s", label="compile s", describe="compile time: the first calls under --compile"),
-        Column("compile_cache", style="text", lower_is_better=None,
-               describe="warm: Inductor's on-disk cache held the compiled code already; cold: it was written"),
-    ), "any", _compile_time),
-    Measurement("forward timing", (
-        Column("fwd_ms", unit="ms", label="fwd ms", style="ms", metric=True, describe="forward latency: median"),
-        Column("fwd_iqr_ms", unit="ms", describe="forward latency: interquartile range"),
-        Column("fwd_runs", lower_is_better=None, describe="timed forward calls"),
-        Column("fwd_img_s", unit="img/s", lower_is_better=False,
-               describe="forward throughput: images per second"),
-    ), "infer", lambda p, c, r: _timing(p, c, r, train=False)),
-    Measurement("forward memory", (
-        Column("fwd_peak_mib", unit="MiB", label="fwd MiB", metric=True,
-               describe="forward peak memory: above inputs and weights"),
-    ), "infer", lambda p, c, r: _memory(p, c, r, train=False)),
-    Measurement("roofline", (
-        Column("intensity", unit="FLOP/B", label="FLOP/B", lower_is_better=None,
-               describe="arithmetic intensity: FLOPs per compulsory byte"),
-        Column("bandwidth_gbs", unit="GB/s", lower_is_better=None,
-               describe="the device's bandwidth at the row's working set"),
-        Column("roofline_ms", unit="ms", describe="the fastest forward the device's ceilings allow"),
-        Column("bound", label="bound", style="text", lower_is_better=None, describe="compute or memory"),
-        Column("of_limit", label="of limit", lower_is_better=False,
-               describe="roofline_ms / fwd_ms: 1.0 is at the hardware's limit"),
-        Column("efficiency", lower_is_better=False, describe="achieved FLOP/s over the compute ceiling"),
-        Column("device_gflops", unit="GFLOP/s", lower_is_better=None,
-               describe="the compute ceiling: the faster of a matmul and a 3x3 convolution"),
-    ), "infer", _roofline),
-    Measurement("training step", (
-        Column("train_ms", unit="ms", label="train ms", style="ms", metric=True,
-               describe="training step latency: median"),
-        Column("train_iqr_ms", unit="ms", describe="training step latency: interquartile range"),
-        Column("train_runs", lower_is_better=None, describe="timed training steps"),
-        Column("train_img_s", unit="img/s", lower_is_better=False,
-               describe="training throughput: images per second"),
-    ), "train", lambda p, c, r: _timing(p, c, r, train=True)),
-    Measurement("training-step memory", (
-        Column("train_peak_mib", unit="MiB", label="train MiB", metric=True,
-               describe="training step peak memory: above inputs and weights"),
-    ), "train", lambda p, c, r: _memory(p, c, r, train=True)),
-    # Network rows only (their columns are NETWORK_DELTAS): the placed blocks' share of the network's cost.
-    Measurement("attention share of MACs", (), "any", lambda p, c, r: _network().attention_macs(p, c, r)),
-    Measurement("attention share of time", (), "infer", lambda p, c, r: _network().attention_time(p, c, r)),
+    Measurement("parameters", columns.PARAMETERS, "any", _parameters),
+    Measurement("counting MACs", columns.MACS, "any", _macs),
+    Measurement("counting bytes", columns.BYTES, "any", _bytes),
+    Measurement("compiling", columns.COMPILING, "any", _compile_time),
+    Measurement("forward timing", columns.FORWARD, "infer", lambda p, c, r: _timing(p, c, r, train=False)),
+    Measurement("forward memory", columns.FORWARD_MEMORY, "infer", lambda p, c, r: _memory(p, c, r, train=False)),
+    Measurement("roofline", columns.ROOFLINE, "infer", _roofline),
+    Measurement("training step", columns.TRAINING, "train", lambda p, c, r: _timing(p, c, r, train=True)),
+    Measurement("training-step memory", columns.TRAINING_MEMORY, "train", lambda p, c, r: _memory(p, c, r, train=True)),
+    # Network rows only (their columns are in columns.NETWORK_DELTAS): the placed blocks' share of the cost.
+    Measurement("attention share of MACs", (), "any", _attention_macs),
+    Measurement("attention share of time", (), "infer", _attention_time),
 )
 
-#: Every column of a row, in order: identity, measurements, environment.
-ALL_COLUMNS: tuple[Column, ...] = (IDENTITY + NETWORK + tuple(c for m in MEASUREMENTS for c in m.columns)
-                                   + NETWORK_DELTAS + ENVIRONMENT)
-COLUMNS: tuple[str, ...] = tuple(c.name for c in ALL_COLUMNS)
-BY_NAME: dict[str, Column] = {c.name: c for c in ALL_COLUMNS}
-#: Costs that grow with the input: what sweeps fit and plot.
-METRICS: tuple[str, ...] = tuple(c.name for c in ALL_COLUMNS if c.metric)
+# The column declarations, re-exported for the runner and older callers (they live in attnzoo.columns).
+ALL_COLUMNS, BY_NAME, COLUMNS, METRICS = columns.ALL_COLUMNS, columns.BY_NAME, columns.COLUMNS, columns.METRICS
 
 
 __all__ = ["ALL_COLUMNS", "BY_NAME", "COLUMNS", "Calibration", "METRICS", "MEASUREMENTS", "Measurement", "roofline"]

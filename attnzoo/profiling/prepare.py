@@ -16,16 +16,8 @@ import torch
 import torch.nn as nn
 from torch.utils._pytree import tree_leaves
 
+from attnzoo.errors import BlockFailure
 from attnzoo.modes import autocast
-
-
-class BlockFailure(Exception):
-    """The block itself failed (build, first forward, first training step, compilation): the row's status."""
-
-    def __init__(self, stage: str, error: BaseException):
-        super().__init__(f"{stage}: {error}")
-        self.stage = stage
-        self.error = error
 
 
 @dataclass

@@ -12,7 +12,7 @@ import dataclasses
 import gc
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from attnzoo.errors import ConfigError, ProfilerError, ShapeError
 from attnzoo.profiling.measurements import COLUMNS as _COLUMNS
@@ -149,7 +149,7 @@ def blank_row(name: str, shape: str, options: ProfileOptions,
 
     import torch
 
-    from attnzoo import __version__
+    from attnzoo._version import __version__
     from attnzoo.modes import autocast_dtype
 
     row: dict[str, Any] = {column: None for column in COLUMNS}
@@ -252,7 +252,7 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions, overrides: 
                                         f"{type(exc).__name__}: {_one_line(exc)}") from exc
         except BlockFailure as failure:
             if options.raise_errors:
-                raise failure.error
+                raise failure.error from None
             row["status"] = _status(failure.error, failure.stage)
         finally:
             del prepared
@@ -282,8 +282,8 @@ def plan_units(names: Iterable[str], shapes: Iterable[str | Sequence[int]], opti
     ``options`` must be checked. Raises AttnzooError for an unknown block or a malformed shape. With
     ``networks`` (names or wildcards): network units (attnzoo.profiling.networks.plan_network_units)."""
     from attnzoo.build import parse_shape
-    from attnzoo.campaign.units import Unit
     from attnzoo.registry import resolve_names
+    from attnzoo.unit import Unit
 
     names = list(names)
     if not names and not networks:
@@ -304,67 +304,60 @@ def plan_units(names: Iterable[str], shapes: Iterable[str | Sequence[int]], opti
 
 
 def run_unit(unit, context) -> dict[str, Any]:
-    """Measure one profile unit (attnzoo.campaign's runner for units of kind "profile")."""
+    """Measure one profile unit (the runner of units of kind "profile"): a block alone, a plain network
+    (block "none"), or a block placed in a network (``skipped`` with why when the network cannot hold it).
+    The device's ceilings are the runner's own (:func:`calibrate`), wherever the unit runs."""
     from attnzoo.registry import get_spec
 
     options = ProfileOptions(**unit.settings_dict, raise_errors=context.raise_errors)
     if options.threads is None and context.threads is not None:
         options = dataclasses.replace(options, threads=context.threads)
     options = options.checked()  # the device resolved where the unit runs (a no-op for units planned here)
-    calibration = context.calibration(options) if context.calibration is not None else None
-    if unit.network is not None:
-        from attnzoo.profiling.networks import run_network_unit
-
-        return run_network_unit(unit, options, calibration)
-    return profile_one(get_spec(unit.block, unit.registry), unit.shape, options, unit.overrides_dict, calibration)
-
-
-def profile_rows(names: Iterable[str], shapes: Iterable[str | Sequence[int]], options: ProfileOptions | None = None,
-                 overrides: Mapping[str, Any] | None = None, registry: Sequence[str | os.PathLike] = (),
-                 on_start: Callable[[str, str], None] | None = None, networks: Sequence[str] = (),
-                 placement: str | None = None, stages: str | Sequence[int] | None = None) -> "RowIterator":
-    """Rows for every block in ``names`` (names or wildcards) at every shape, in that order.
-
-    Names, shapes and options are checked now (raising AttnzooError); the returned iterator then measures
-    one row per ``next``. ``on_start(block, shape)`` is called before each row (for progress). With
-    ``networks`` (names or wildcards) the rows are network rows (attnzoo.profiling.networks): per network
-    and shape, the plain network's row, then one per block placed by ``placement`` in ``stages``, with the
-    differences to the plain row.
-    """
-    from attnzoo.campaign.executors import Local
-
-    checked = (options or ProfileOptions()).checked()
-    units = plan_units(names, shapes, checked, overrides, registry, networks, placement, stages)
-    calibrate(checked)  # before the rows: its failure is the profiler's, not a row's
-
-    class _Start:
-        def started(self, unit) -> None:
-            if on_start is not None:
-                on_start(unit.block, unit.shape_text)
-
-        def finished(self, unit, row) -> None:
-            pass
-
-    rows = Local(raise_errors=checked.raise_errors).run(units, progress=_Start())
-    if networks:
-        from attnzoo.profiling.networks import with_deltas
-
-        rows = with_deltas(rows)
-    return RowIterator(rows, total=len(units))
+    if options.compile and context.threads is not None:
+        _compile_threads(context.threads)
+    if unit.network is None:
+        return profile_one(get_spec(unit.block, unit.registry), unit.shape, options, unit.overrides_dict)
+    return _network_row(unit, options)
 
 
-class RowIterator(Iterator[dict]):
-    """The rows still to measure; ``total`` says how many there are in all."""
+def _compile_threads(threads: int) -> None:
+    """Inductor's compile workers limited to the CPUs the executor gave the unit (a Ray task's), not the
+    machine's."""
+    os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = str(threads)
+    try:
+        import torch._inductor.config as inductor_config
 
-    def __init__(self, rows: Iterator[dict[str, Any]], total: int):
-        self._rows = rows
-        self.total = total
+        inductor_config.compile_threads = threads  # already imported in a reused worker
+    except Exception:  # noqa: BLE001  (an old torch without the knob: its default stands)
+        pass
 
-    def __iter__(self) -> "RowIterator":
-        return self
 
-    def __next__(self) -> dict[str, Any]:
-        return next(self._rows)
+def setup_node(unit, context) -> None:
+    """The profiler's per-node work on a cluster: the node's ceilings for ``unit``'s settings, measured (or
+    read from the node's cache) before units like it time anything there."""
+    options = ProfileOptions(**unit.settings_dict)
+    if options.threads is None and context.threads is not None:
+        options = dataclasses.replace(options, threads=context.threads)
+    calibrate(options.checked())
+
+
+def _network_row(unit, options: ProfileOptions) -> dict[str, Any]:
+    from attnzoo.networks.build import NetworkPlan
+    from attnzoo.networks.cards import choose_placement, get_network
+    from attnzoo.profiling.networks import SKIPPED
+    from attnzoo.registry import get_spec
+
+    card = get_network(unit.network, unit.registry)
+    if unit.block == "none":
+        return profile_one(None, unit.shape, options, None, network=NetworkPlan(card))
+    spec = get_spec(unit.block, unit.registry)
+    where, why = choose_placement(spec, card, unit.placement)
+    if where is None:
+        row = blank_row(spec.name, unit.shape_text, options, unit.overrides_dict)
+        row.update(status=f"{SKIPPED}: {why}", network=card.name, placement=unit.placement or "")
+        return row
+    stages = tuple(unit.stages) if unit.stages is not None else None
+    return profile_one(spec, unit.shape, options, unit.overrides_dict, network=NetworkPlan(card, where, stages))
 
 
 def failed(row: Mapping[str, Any]) -> bool:
@@ -373,12 +366,5 @@ def failed(row: Mapping[str, Any]) -> bool:
     return status != OK and not status.startswith("skipped")
 
 
-def to_frame(rows: Iterable[Mapping[str, Any]]):
-    """Rows as a pandas DataFrame with the columns of :data:`COLUMNS`."""
-    import pandas as pd
-
-    return pd.DataFrame([dict(row) for row in rows], columns=list(COLUMNS))
-
-
-__all__ = ["COLUMNS", "COMPILE_MODES", "DTYPES", "MODES", "ProfileOptions", "ProfilerError", "RowIterator", "blank_row",
-           "calibrate", "failed", "plan_units", "profile_one", "profile_rows", "run_unit", "to_frame", "unit_settings"]
+__all__ = ["COLUMNS", "COMPILE_MODES", "DTYPES", "MODES", "ProfileOptions", "ProfilerError", "blank_row", "calibrate",
+           "failed", "plan_units", "profile_one", "run_unit", "setup_node", "unit_settings"]

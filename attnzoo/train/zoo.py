@@ -4,11 +4,13 @@ A comparison is a list of campaign units (attnzoo.campaign: kind "train", one pe
 settings those of :class:`Protocol` plus the seed), each trained by :func:`run_unit` into one row that the
 campaign's row file keeps as it arrives: an interrupted comparison keeps its finished runs, ``--resume``
 trains only the rest, ``--shard I/N`` trains one part and a Ray executor can run them elsewhere. A unit
-loads its images once per process (:func:`task_data`, cached) and measures its block's cost once per block.
+loads its images once per process (:func:`task_data`, cached).
 
-A row holds the run's curves (``test_loss_curve``, ``train_loss_curve``: one figure per epoch), its
-derived figures and the block's cost at the training shape (params, MACs, forward time);
-:func:`attnzoo.train_results.summarise` turns the rows into one line per block over its seeds.
+A row holds the run's curves (``test_loss_curve``, ``train_loss_curve``: one figure per epoch) and its
+derived figures. The block's cost at the training shape (MACs, forward time) is not measured here: the
+command plans profile units beside the train units (the profiler's runner, one path) and joins their rows
+by block (:func:`attnzoo.train_results.join_costs`); :func:`attnzoo.train_results.summarise` turns the rows
+into one line per block over its seeds.
 """
 
 from __future__ import annotations
@@ -184,40 +186,10 @@ def _candidates(patterns: Iterable[str], every: bool, registry: Sequence[str]) -
     return candidates
 
 
-# ------------------------------------------------------------------------------------------- cost
-
-
-def block_cost(name: str, overrides: dict[str, Any] | None, batch: int, device: str = "cpu",
-               registry: Sequence[str] = (), min_time: float = 0.1) -> dict[str, Any]:
-    """The block's params, MACs and forward time (median ms) at the training shape (batch, 32, 24, 24),
-    measured as ``attnzoo profile`` does (``cnn``: no block, all zero)."""
-    from attnzoo.train.models import CHANNELS, FEATURE_SIZE, NO_BLOCK
-
-    if name == NO_BLOCK:
-        return {"block_params": 0, "macs": 0, "fwd_ms": 0.0}
-    from attnzoo.profiling.measurements import MEASUREMENTS
-    from attnzoo.profiling.prepare import BlockFailure, prepare
-    from attnzoo.profiling.runner import ProfileOptions
-    from attnzoo.registry import get_spec
-
-    options = ProfileOptions(device=device, mode="infer", min_time=min_time).checked()
-    shape = (batch, CHANNELS, FEATURE_SIZE, FEATURE_SIZE)
-    wanted = ("parameters", "counting MACs", "forward timing")
-    row: dict[str, Any] = {}
-    try:
-        prepared = prepare(get_spec(name, registry), shape, options, overrides)
-    except BlockFailure:  # trains but cannot be profiled: the run's figures stand without its cost
-        return {"block_params": None, "macs": None, "fwd_ms": None}
-    for measurement in MEASUREMENTS:
-        if measurement.name in wanted:
-            row.update(measurement.run(prepared, None, row))
-    return {"block_params": row.get("params"), "macs": row.get("macs"), "fwd_ms": row.get("fwd_ms")}
-
-
 # ------------------------------------------------------------------------------------------- one run
 
 
-def run_one(run: TrainRun, protocol: Protocol, data, cost: dict[str, Any], info=None, resume: bool = False,
+def run_one(run: TrainRun, protocol: Protocol, data, info=None, resume: bool = False,
             say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """Train one run into its folder and return its row. A block that fails while training (an error of
     its own, not of the user's settings) gives a row whose status says so."""
@@ -240,7 +212,7 @@ def run_one(run: TrainRun, protocol: Protocol, data, cost: dict[str, Any], info=
     family = "none" if run.block == NO_BLOCK else get_spec(run.block, protocol.registry).family
     row: dict[str, Any] = {
         "block": run.block, "family": family, "seed": run.seed, "status": "ok",
-        "shape": f"{protocol.batch_size},32,24,24", **cost, "dataset": protocol.dataset,
+        "shape": f"{protocol.batch_size},32,24,24", "dataset": protocol.dataset,
         "difficulty": protocol.difficulty if protocol.dataset == "synthetic" else "",
         "train_size": protocol.train_size, "test_size": protocol.test_size, "batch_size": protocol.batch_size,
         "lr": protocol.lr, "target_loss": protocol.target_loss, "last_epochs": protocol.last,
@@ -279,10 +251,9 @@ def run_one(run: TrainRun, protocol: Protocol, data, cost: dict[str, Any], info=
 def make_units(blocks: Sequence[str], seeds: Sequence[int], protocol: Protocol,
                overrides: dict[str, dict[str, Any]] | None = None) -> list:
     """The campaign units of a comparison: every block with every seed, block by block."""
-    from attnzoo.campaign.units import Unit, register_runner
     from attnzoo.train.models import CHANNELS, FEATURE_SIZE
+    from attnzoo.unit import Unit
 
-    register_runner("train", "attnzoo.train.zoo:run_unit")
     overrides = overrides or {}
     settings = {**protocol.record(), "data_root": protocol.data_root, "device": protocol.device}
     shape = (protocol.batch_size, CHANNELS, FEATURE_SIZE, FEATURE_SIZE)
@@ -291,7 +262,6 @@ def make_units(blocks: Sequence[str], seeds: Sequence[int], protocol: Protocol,
 
 
 _DATA: dict[tuple, Any] = {}
-_COSTS: dict[tuple, dict[str, Any]] = {}
 
 
 def task_data(protocol: Protocol, say: Callable[[str], None] = lambda text: None):
@@ -314,14 +284,6 @@ def task_data(protocol: Protocol, say: Callable[[str], None] = lambda text: None
     return _DATA[key]
 
 
-def cost_of(block: str, overrides: dict[str, Any], protocol: Protocol) -> dict[str, Any]:
-    """:func:`block_cost` once per process for each block, overrides and batch."""
-    key = (block, tuple(sorted((k, str(v)) for k, v in overrides.items())), protocol.batch_size, protocol.device)
-    if key not in _COSTS:
-        _COSTS[key] = block_cost(block, overrides, protocol.batch_size, protocol.device, protocol.registry)
-    return _COSTS[key]
-
-
 def run_unit(unit, context=None, say: Callable[[str], None] = lambda text: None) -> dict[str, Any]:
     """Train one unit of kind "train" (attnzoo.campaign's runner): its row. A unit whose folder holds a
     checkpoint of an interrupted run continues from it (the driver clears them for a fresh comparison)."""
@@ -336,6 +298,5 @@ def run_unit(unit, context=None, say: Callable[[str], None] = lambda text: None)
                         **{k: v for k, v in settings.items() if k in PROTOCOL_KEYS or k in UNIT_KEYS})
     run = TrainRun(unit.block, seed, unit.overrides_dict)
     data = task_data(protocol, say)
-    cost = cost_of(run.block, run.overrides, protocol)
     resume = latest_checkpoint(protocol.out / run.folder) is not None
-    return run_one(run, protocol, data, cost, Dist(device=torch.device(protocol.device)), resume=resume, say=say)
+    return run_one(run, protocol, data, Dist(device=torch.device(protocol.device)), resume=resume, say=say)

@@ -15,7 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from attnzoo.results import ENV_COLUMNS, environment, load_results, number, text
+from attnzoo.columns import ENV_COLUMNS
+from attnzoo.results import load_results
+from attnzoo.results.files import environment
+from attnzoo.rowdata import number, text
 
 #: Measured columns the table shows when some row has a value, in this order.
 TABLE_COLUMNS = ("params", "macs", "flops", "fwd_ms", "fwd_iqr_ms", "train_ms", "train_iqr_ms", "fwd_peak_mib",
@@ -171,7 +174,7 @@ def sweep_axis(rows: Sequence[dict[str, Any]]) -> str | None:
 def _sweep_section(name: str, rows: list[dict[str, Any]], cards: dict[str, Any]) -> str:
     """A plot (inline PNG) and the fitted exponents of one file's sweep; "" when the file is no sweep."""
     from attnzoo.growth import AXIS_VARIABLE, fit_rows
-    from attnzoo.profiling.measurements import METRICS
+    from attnzoo.columns import METRICS
     from attnzoo.sweep import plot
 
     over = sweep_axis(rows)
@@ -319,7 +322,7 @@ def _train_section(name: str, rows: list[dict[str, Any]], cards: dict[str, Any])
 
 def build_report(paths: Sequence[str | os.PathLike], registry: Sequence[str] = (), title: str = "attnzoo report") -> str:
     """The HTML page for the result files ``paths``."""
-    from attnzoo import __version__
+    from attnzoo._version import __version__
 
     from attnzoo.train_results import is_train_rows
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from attnzoo.campaign.rows import is_lost, load_plan
 from attnzoo.errors import ConfigError
-from attnzoo.results import load_results, text
+from attnzoo.results.files import load_file
+from attnzoo.rowdata import add_network_deltas, is_lost, load_plan, text
 
 #: Columns that say what a unit measured: two rows of one unit id must agree on them.
 SAME_UNIT = ("block", "shape", "overrides", "mode", "compile", "amp", "channels_last", "dtype", "attnzoo_version",
@@ -64,7 +64,7 @@ def _better(new: dict[str, Any], old: dict[str, Any]) -> bool:
 
 def merge_parts(paths: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None) -> Merged:
     files = part_files(paths, exclude)
-    parts = [(path, load_results(path, allow_empty=True), load_plan(path)) for path in files]
+    parts = [(path, load_file(path, allow_empty=True), load_plan(path)) for path in files]
 
     versions: dict[str, Path] = {}
     for path, rows, plan in parts:
@@ -112,8 +112,6 @@ def merge_parts(paths: Sequence[str | os.PathLike], exclude: str | os.PathLike |
             plan.setdefault(unit_id, f"{row['block']} {row['shape']}")
 
     rows = [chosen[u][0] for u in plan if u in chosen]
-    from attnzoo.profiling.networks import add_network_deltas
-
     add_network_deltas(rows)  # a network row and its plain network's row may come from different parts
     missing = [label for unit_id, label in plan.items() if unit_id not in chosen or is_lost(chosen[unit_id][0])]
     return Merged(rows=rows, columns=columns, plan=plan, files=files, missing=missing, repeated=seen - len(chosen),

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from attnzoo.errors import ConfigError
-from attnzoo.results import ENV_COLUMNS, MEASURED, number, text
+from attnzoo.columns import ENV_COLUMNS, MEASURED
+from attnzoo.rowdata import number, text
 
 #: Every pair is matched on these (a file without ``overrides`` has none).
 KEY = ("block", "shape", "overrides")

@@ -1,4 +1,5 @@
-"""Result files written by ``profile`` and ``sweep`` (CSV or JSON), read back as rows. Never imports torch.
+"""One result file written by ``profile``, ``sweep`` or ``train`` (CSV or JSON), read back as rows. Never
+imports torch.
 
 Files of any attnzoo version are accepted: a column a file lacks (older files have no ``device_name``,
 ``compile``, ``timestamp``...) reads as missing, never as an error. Only ``block`` and ``shape`` are required.
@@ -8,33 +9,15 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
+from attnzoo.columns import ENV_COLUMNS
 from attnzoo.errors import ConfigError
-
-#: Where a row was measured and how: the columns that tell two runs apart. Any may be absent from a file.
-ENV_COLUMNS = ("device", "device_name", "cuda_version", "dtype", "threads", "torch", "attnzoo_version", "mode",
-               "compile", "amp", "channels_last")
-#: Columns measured (not settings): numbers that compare and report show.
-MEASURED = ("params", "trainable_params", "macs", "flops", "fwd_ms", "fwd_iqr_ms", "fwd_runs", "train_ms",
-            "train_iqr_ms", "train_runs", "fwd_peak_mib", "train_peak_mib", "efficiency", "device_gflops")
+from attnzoo.rowdata import text, typed_cell
 
 
-def typed_cell(text: str | None) -> Any:
-    """A CSV cell back to what was written: int, float, bool, None for empty, else the string."""
-    if text is None or text == "":
-        return None
-    if text in ("True", "False"):
-        return text == "True"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def _shape_text(value: Any) -> Any:
@@ -43,20 +26,15 @@ def _shape_text(value: Any) -> Any:
     return value
 
 
-def load_results(path: str | os.PathLike, role: str = "", allow_empty: bool = False) -> list[dict[str, Any]]:
+def load_file(path: str | os.PathLike, role: str = "", allow_empty: bool = False) -> list[dict[str, Any]]:
     """The rows of one result file. ``role`` (e.g. "BASE") prefixes the one-line error a bad file gives;
     ``allow_empty`` accepts a file of no rows (a shard that owns no unit)."""
     where = f"{role} {path}".strip()
     target = Path(path)
     if not target.exists():
         raise ConfigError(f"{where}: no such file")
-    if target.is_dir():  # the parts of a campaign (attnzoo merge), read as one file
-        from attnzoo.campaign.merge import load_parts
-
-        try:
-            return load_parts(target)
-        except ConfigError as exc:
-            raise ConfigError(f"{role} {exc}".strip()) from None
+    if target.is_dir():
+        raise ConfigError(f"{where}: a folder (attnzoo.results.load_results reads the parts of a campaign)")
     try:
         text = target.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -93,22 +71,6 @@ def load_results(path: str | os.PathLike, role: str = "", allow_empty: bool = Fa
     return rows
 
 
-def number(value: Any) -> float | None:
-    """A finite float, or None (missing, empty, text, NaN)."""
-    if isinstance(value, bool):
-        return None
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        return None
-    return result if math.isfinite(result) else None
-
-
-def text(value: Any) -> str:
-    """A value as the text a key compares: None and NaN are ""."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value)
 
 
 def environment(rows: list[dict[str, Any]]) -> dict[str, str]:
@@ -123,3 +85,6 @@ def environment(rows: list[dict[str, Any]]) -> dict[str, str]:
     if stamps:
         found["timestamp"] = stamps[0] if stamps[0] == stamps[-1] else f"{stamps[0]} .. {stamps[-1]}"
     return found
+
+
+__all__ = ["environment", "load_file"]
