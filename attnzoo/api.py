@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from attnzoo.campaign.executors import Local
 from attnzoo.columns import COLUMNS
-from attnzoo.profiling.runner import ProfileOptions, calibrate, plan_units
+from attnzoo.profiling.runner import ProfileOptions, plan_units
 from attnzoo.rowdata import with_deltas
 
 
@@ -30,7 +30,6 @@ def profile_rows(names: Iterable[str], shapes: Iterable[str | Sequence[int]], op
     """
     checked = (options or ProfileOptions()).checked()
     units = plan_units(names, shapes, checked, overrides, registry, networks, placement, stages)
-    calibrate(checked)  # before the rows: its failure is the profiler's, not a row's
 
     class _Start:
         def started(self, unit) -> None:

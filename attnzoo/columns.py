@@ -135,6 +135,8 @@ ROOFLINE = (
     Column("efficiency", lower_is_better=False, describe="achieved FLOP/s over the compute ceiling"),
     Column("device_gflops", unit="GFLOP/s", lower_is_better=None,
            describe="the compute ceiling: the faster of a matmul and a 3x3 convolution"),
+    Column("ceilings_at", style="text", lower_is_better=None,
+           describe="when the device's ceilings were measured (UTC; kept in the machine's cache)"),
 )
 TRAINING = (
     Column("train_ms", unit="ms", label="train ms", style="ms", metric=True,

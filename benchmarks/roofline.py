@@ -63,26 +63,6 @@ def measure(name: str, shape, options, calibration, rounds: int) -> dict:
     return row
 
 
-def bandwidth_figure(curve, path) -> None:
-    """The measured bandwidth against working set: copies and reads."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    ax.semilogx([w / 2 ** 20 for w in curve.copy_sets], curve.copy_gbs, marker="o", label="copy (2 S moved)")
-    ax.semilogx([w / 2 ** 20 for w in curve.read_sets], curve.read_gbs, marker="s", label="sum (S read)")
-    ax.set_xlabel("working set (MiB)")
-    ax.set_ylabel("GB/s")
-    ax.set_title(f"memory bandwidth against working set ({curve.device}, {curve.threads} thread(s))", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def chart_rows(rows: list[dict], shape: str) -> list[dict]:
     """Rows in attnzoo's column names for plot_roofline: an eager and a compiled point per block."""
     out = []
@@ -184,7 +164,9 @@ def main(argv=None) -> dict:
         from attnzoo.profiling.roofline import plot_roofline
 
         docs = common.ROOT / "docs"
-        bandwidth_figure(calibration.bandwidth, docs / "bandwidth.png")
+        from attnzoo.profiling.roofline import plot_bandwidth
+
+        plot_bandwidth(calibration.bandwidth, docs / "bandwidth.png")
         plot_roofline(chart_rows(rows, args.shape), calibration, docs / "roofline.png")
         command = "python benchmarks/roofline.py --readme" + ("" if args.blocks == "*" else f" --blocks {args.blocks}")
         common.replace_between(common.ROOT / "README.md", START, END, readme_section(payload, command))

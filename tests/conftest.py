@@ -3,7 +3,23 @@ so that ``pytest -m cuda`` on a machine with a GPU runs exactly them."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+# The device's ceilings are kept in a cache folder (attnzoo.profiling.ceilings): the tests keep theirs in a
+# folder of their own, shared by the session's subprocesses and Ray workers, never the user's ~/.cache.
+_CACHE = None if "ATTNZOO_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="attnzoo-test-cache-")
+if _CACHE is not None:
+    os.environ["ATTNZOO_CACHE_DIR"] = _CACHE
+
+
+def pytest_unconfigure(config):
+    if _CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -53,7 +53,7 @@ def test_cpu_threads_under_ray_are_the_ones_asked_for_and_time_alike(ray_cluster
     here, there = [], []
     for _ in range(5):
         here += list(Local().run(units))
-        there += list(RayExecutor("local", calibrate=False).run(units))
+        there += list(RayExecutor("local", setup_nodes=False).run(units))
     assert {r["threads"] for r in here + there} == {2}
     assert all(r["node"] for r in there) and not any(r["node"] for r in here)
     local, remote = [r["fwd_ms"] for r in here], [r["fwd_ms"] for r in there]
@@ -71,7 +71,7 @@ def _units(count: int, mode: str = "infer"):
 
 def test_units_on_logical_gpus_get_one_gpu_each(ray_cluster):
     """Each unit asks for num_gpus=1 (never a fraction): Ray hands each one GPU id of the two."""
-    executor = RayExecutor("local", resources=lambda unit: {"num_gpus": 1, "num_cpus": 1}, calibrate=False)
+    executor = RayExecutor("local", resources=lambda unit: {"num_gpus": 1, "num_cpus": 1}, setup_nodes=False)
     units = _units(2, mode="train")  # no ceilings to measure: a GPU task starts a fresh worker each time
     rows = list(executor.run(units))
     assert sorted(r["unit_id"] for r in rows) == sorted(u.id for u in units)
@@ -85,7 +85,7 @@ def test_a_dead_worker_is_retried_and_an_error_becomes_the_units_row(ray_cluster
     try:
         crash = Unit.make("crash-once", "se", (1, 8, 4, 4), {"marker": str(tmp_path / "crashed")})
         bad = Unit.make("raises", "se", (1, 8, 4, 4))
-        executor = RayExecutor("local", resources=lambda unit: {"num_cpus": 1}, calibrate=False, max_retries=2)
+        executor = RayExecutor("local", resources=lambda unit: {"num_cpus": 1}, setup_nodes=False, max_retries=2)
         rows = {r["unit_id"]: r for r in executor.run([crash, bad])}
     finally:
         RUNNERS.pop("crash-once"), RUNNERS.pop("raises")
@@ -102,7 +102,7 @@ def test_a_node_removed_mid_run_loses_nothing_after_resume(ray_cluster, tmp_path
     ray_cluster.wait_for_nodes()
     units = [Unit.make("sleepy", "se", (1, 8, h, h), {"seconds": 2.5}) for h in range(4, 8)]
     out = tmp_path / "zoo.csv"
-    steer = {"resources": lambda unit: {"num_cpus": 1, "resources": {"spare": 1}}, "calibrate": False}
+    steer = {"resources": lambda unit: {"num_cpus": 1, "resources": {"spare": 1}}, "setup_nodes": False}
 
     class RemoveWhenBothRun:
         def started(self, unit):

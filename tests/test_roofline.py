@@ -228,10 +228,10 @@ def test_a_profiler_bug_is_an_internal_error_not_a_row_status(capsys, monkeypatc
         run(["profile", "se", "--shape", "2,16,4,4", "--mode", "infer", *FAST])
 
 
-def test_calibration_runs_once_before_the_rows(monkeypatch):
-    """The ceilings are measured before the first row and once per process: every unit asks for them (a unit
-    may run on another node, which calibrates itself), and the cache answers all but the first ask."""
-    from attnzoo.profiling import bandwidth, efficiency
+def test_calibration_runs_once_when_the_first_row_needs_it(monkeypatch, tmp_path):
+    """The ceilings are measured once per process, when the first block that built needs them (a block that
+    cannot be built measures nothing); every later unit reads them."""
+    from attnzoo.profiling import bandwidth, efficiency, runner
 
     events = []
     for module, name in ((efficiency, "measure_matmul_peak"), (efficiency, "measure_conv_peak"),
@@ -239,14 +239,14 @@ def test_calibration_runs_once_before_the_rows(monkeypatch):
         real = getattr(module, name)
         counted = lambda *a, _real=real, _name=name, **k: events.append(_name) or _real(*a, **k)  # noqa: E731
         monkeypatch.setattr(module, name, counted)
-    monkeypatch.setattr(efficiency, "_cache", {})
-    monkeypatch.setattr(efficiency, "_conv_cache", {})
-    monkeypatch.setattr(bandwidth, "_cache", {})
-    rows = list(api.profile_rows(["se", "cbam"], ["2,16,4,4"], ProfileOptions(device="cpu", mode="infer",
-                                                                              min_time=0.01, threads=1),
-                                    on_start=lambda block, shape: events.append(f"row {block}")))
-    assert len(rows) == 2
-    assert events == ["measure_matmul_peak", "measure_conv_peak", "measure_bandwidth", "row se", "row cbam"]
+    monkeypatch.setenv("ATTNZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(runner, "_CALIBRATIONS", {})
+    rows = list(api.profile_rows(["mha", "cbam"], ["2,12,4,4", "2,16,4,4"],
+                                 ProfileOptions(device="cpu", mode="infer", min_time=0.01, threads=1),
+                                 on_start=lambda block, shape: events.append(f"row {block} {shape}")))
+    assert [r["status"] == "ok" for r in rows] == [False, True, False, True]  # 12 channels: not 8 heads, not 1/16
+    assert events == ["row mha 2,12,4,4", "row mha 2,16,4,4", "measure_matmul_peak", "measure_conv_peak",
+                      "measure_bandwidth", "row cbam 2,12,4,4", "row cbam 2,16,4,4"]
 
 
 def test_by_module_rows_add_up_to_the_block():

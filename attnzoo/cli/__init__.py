@@ -11,7 +11,7 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli import info_cmd, list_cmd  # noqa: F401  (each module registers its command on app)
 from attnzoo.cli import profile_cmd, sweep_cmd, train_cmd  # noqa: F401
-from attnzoo.cli import compare_cmd, merge_cmd, report_cmd  # noqa: F401
+from attnzoo.cli import calibrate_cmd, compare_cmd, merge_cmd, report_cmd  # noqa: F401
 from attnzoo.cli.common import debug_enabled, ray_argument, set_debug, tidy_help
 from attnzoo.errors import AttnzooError, ProfilerError
 

@@ -70,6 +70,10 @@ CompileModeOption = typer.Option(
 AmpOption = typer.Option(False, "--amp",
                          help="Autocast: bfloat16 on CPU, float16 on CUDA (weights stay in --dtype float32).")
 ChannelsLastOption = typer.Option(False, "--channels-last", help="Block and feature maps in channels-last format.")
+RecalibrateOption = typer.Option(
+    False, "--recalibrate",
+    help="Measure the device's ceilings (the roofline's) afresh and replace those kept in the cache "
+         "(attnzoo calibrate --show lists them).")
 
 
 def mode_settings(compile_: bool, compile_mode: Optional[str], amp: bool, channels_last: bool) -> dict:

@@ -13,7 +13,7 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
-                                RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
+                                RecalibrateOption, RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
                                 check_format, mode_settings, network_options, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
@@ -131,6 +131,7 @@ def profile_command(
     compile_mode: Optional[str] = CompileModeOption,
     amp: bool = AmpOption,
     channels_last: bool = ChannelsLastOption,
+    recalibrate: bool = RecalibrateOption,
     by_module: bool = typer.Option(
         False, "--by-module", help="One row per submodule (params, MACs, bytes, share of the forward time)."),
     depth: int = typer.Option(1, "--depth", metavar="K", help="With --by-module: how deep to list submodules."),
@@ -201,7 +202,7 @@ def profile_command(
         check_output(plot, "--plot", PLOT_SUFFIXES)
         if ray is not None:
             raise ConfigError("--plot draws the ceilings of this machine: it does not go with --ray")
-    rows = _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt)
+    rows = _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt, recalibrate)
     bad = [row for row in rows if failed(row)]
     for row in rows:
         if row["status"] != "ok":
@@ -255,7 +256,8 @@ def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]
     return 1 if failures else 0
 
 
-def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt) -> list[dict[str, Any]]:
+def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt,
+                  recalibrate: bool = False) -> list[dict[str, Any]]:
     """The plans' units through the campaign driver, on this process or on Ray; the rows in plan order."""
     import dataclasses
 
@@ -264,7 +266,7 @@ def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output,
     from attnzoo.campaign.progress import CampaignProgress
     from attnzoo.campaign.rows import RowFile
     from attnzoo.errors import ConfigError
-    from attnzoo.profiling.runner import COLUMNS, calibrate, plan_units
+    from attnzoo.profiling.runner import COLUMNS, calibrate, plan_units, refuse_if_none_can_run
 
     if resume and output is not None and file_fmt == "table":
         raise ConfigError(f"--resume completes a file of rows: --output {output} must be .csv or .json")
@@ -274,6 +276,7 @@ def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output,
         checked = dataclasses.replace(checked, device=executor.default_device())
     units = [unit for blocks, shapes, run_overrides, in_networks in plans
              for unit in plan_units(blocks, shapes, checked, run_overrides, dirs, **in_networks)]
+    refuse_if_none_can_run(units)  # a block that cannot take the shape is answered before any measurement
     row_file = RowFile(output, file_fmt, COLUMNS) if output is not None and file_fmt != "table" else None
     campaign = Campaign("profile", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
                         with_plan=ray is not None)
@@ -282,8 +285,8 @@ def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output,
         say(f"shard {part}: {len(campaign.selected)} of {len(campaign.units)} units")
     if resume:
         say(f"resuming: {len(campaign.done)} units already in {output}")
-    if not executor.remote:
-        calibrate(checked)  # before the rows: its failure is the profiler's, not a row's
+    if recalibrate and not executor.remote:
+        calibrate(checked, fresh=True)  # the rows then read the new ceilings (kept in the cache)
     with CampaignProgress(len(campaign.selected), every=30 if executor.remote else None) as progress:
         rows = campaign.run(executor, progress=progress)
     from attnzoo.rowdata import add_network_deltas

@@ -14,7 +14,7 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
-                                RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
+                                RecalibrateOption, RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
                                 check_format, mode_settings, network_options, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
@@ -95,6 +95,7 @@ def sweep_command(
     compile_mode: Optional[str] = CompileModeOption,
     amp: bool = AmpOption,
     channels_last: bool = ChannelsLastOption,
+    recalibrate: bool = RecalibrateOption,
     max_memory: Optional[str] = typer.Option(
         None, "--max-memory", metavar="SIZE",
         help="Skip points whose estimated peak exceeds this (e.g. 8GiB; 'none': no limit) "
@@ -123,7 +124,7 @@ def sweep_command(
     from attnzoo.campaign.units import Unit
     from attnzoo.cli.common import debug_enabled
     from attnzoo.errors import ConfigError
-    from attnzoo.profiling.runner import COLUMNS, ProfileOptions, unit_settings
+    from attnzoo.profiling.runner import COLUMNS, ProfileOptions, refuse_if_none_can_run, unit_settings
     from attnzoo.registry import get_spec, resolve_names
     from attnzoo.output import PLOT_SUFFIXES, check_output, output_format
     from attnzoo.growth import grid_shapes, parse_values
@@ -207,6 +208,7 @@ def sweep_command(
 
         units = plan_network_units(names or [], resolve_names(names or [], dirs), grid, network, placement, stages,
                                    unit_settings(options), cli_overrides, dirs)
+    refuse_if_none_can_run(units)  # no block can take the grid's shapes: said before any measurement
     row_file = RowFile(output, output_format(output, fmt), COLUMNS) if output else None
     campaign = Campaign("sweep", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
                         keep_file=True, with_plan=ray is not None)
@@ -221,7 +223,7 @@ def sweep_command(
     if part is not None:
         say(f"shard {part}: {len(campaign.selected)} of {len(campaign.units)} points")
 
-    rows = _measure(campaign, executor, options, over, limit)
+    rows = _measure(campaign, executor, options, over, limit, recalibrate)
     if network:
         from attnzoo.rowdata import add_network_deltas
 
@@ -297,14 +299,14 @@ def _estimate_mib(previous: list[dict[str, Any]], shape: tuple[int, ...], over: 
     return max(estimates) if estimates else None
 
 
-def _measure(campaign, executor, options, over, limit) -> list[dict[str, Any]]:
+def _measure(campaign, executor, options, over, limit, recalibrate: bool = False) -> list[dict[str, Any]]:
     """The campaign's points, each skipped (with the reason as its status) when the block's earlier points
     put its estimated peak above ``limit``."""
     from attnzoo.campaign.progress import CampaignProgress
     from attnzoo.profiling.runner import blank_row, calibrate
 
-    if not executor.remote:
-        calibrate(options)  # once, before the points: its failure is not a point's
+    if recalibrate and not executor.remote:
+        calibrate(options, fresh=True)  # the points then read the new ceilings (kept in the cache)
     by_block: dict[str, list[dict[str, Any]]] = {}
     for unit in campaign.selected:
         if unit.id in campaign.done:

@@ -1,11 +1,13 @@
 """The device's memory bandwidth as a function of the working set, for the roofline's memory ceiling.
 
-Measured, not taken from a data sheet: for sizes from 256 KiB to 1 GiB, the best time of a copy (reads S
+Measured, not taken from a data sheet: for sizes from 256 KiB up (to 1 GiB, in a bounded time and an
+eighth of the free memory at most: :func:`measure_bandwidth`), the best time of a copy (reads S
 bytes and writes S: 2 S moved, working set 2 S) and of a sum (reads S: working set S). At each working set
 the faster of the two rates is the ceiling: a copy also pays for write-allocate traffic that a block which
 mostly reads does not, and taking the faster keeps the roofline a bound that no block can beat. Small
 working sets stay in the caches and move far faster than DRAM allows, so a row reads the bandwidth at its
-own working set (a cache-aware roofline). Measured once per process and cached per (device, threads).
+own working set (a cache-aware roofline). Measured once per machine and threads, and kept on disk
+(:func:`attnzoo.profiling.runner.calibrate`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ SIZES = tuple(256 * KIB * 4 ** i for i in range(7))
 #: Each size is timed for at least this long and this many calls; the best call counts.
 MIN_SECONDS = 0.05
 MIN_CALLS = 3
-
-_cache: dict[tuple[str, int], "BandwidthCurve"] = {}
-
+#: At most this long for the whole curve, and the size whose copy takes this long is the last.
+BUDGET_S = 1.5
+SLOW_CALL_S = 0.03
 
 def _interpolate(xs: tuple[float, ...], ys: tuple[float, ...], x: float) -> float:
     """Log-log interpolation over ascending ``xs``, clamped at the ends."""
@@ -73,48 +75,48 @@ class BandwidthCurve:
         return self.at(max(self.copy_sets[-1], self.read_sets[-1]))
 
 
-def _best_seconds(fn, device: torch.device) -> float:
+def _best_seconds(fn, device: torch.device, deadline: float) -> float:
+    from attnzoo.profiling.efficiency import best_call
+
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    fn()  # warm-up: first touch of the pages, kernel selection
-    sync()
-    best, calls, spent = math.inf, 0, 0.0
-    while calls < MIN_CALLS or spent < MIN_SECONDS:
-        start = time.perf_counter()
-        fn()
-        sync()
-        elapsed = time.perf_counter() - start
-        best, calls, spent = min(best, elapsed), calls + 1, spent + elapsed
-    return best
+    return best_call(fn, sync, MIN_SECONDS, MIN_CALLS, deadline)
 
 
 def _fits(device: torch.device, nbytes: int) -> bool:
     """Whether two buffers of ``nbytes`` fit comfortably in the device's free memory."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return 3 * nbytes < free
+        return 8 * nbytes < free
     try:
         import os
 
         available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
-        return nbytes <= 256 * MIB
-    return 4 * nbytes < available
+        return nbytes <= 64 * MIB
+    return 16 * nbytes < available  # the two buffers: an eighth of the free memory at most (a laptop, a CI box)
 
 
-def measure_bandwidth(device: str | torch.device = "cpu", sizes: tuple[int, ...] = SIZES) -> BandwidthCurve:
-    """Measure (without the cache) the bandwidth curve of ``device``."""
+def measure_bandwidth(device: str | torch.device = "cpu", sizes: tuple[int, ...] = SIZES,
+                      budget_s: float = BUDGET_S) -> BandwidthCurve:
+    """Measure (without the cache) the bandwidth curve of ``device``, in about ``budget_s`` at most: sizes
+    grow until a copy takes :data:`SLOW_CALL_S` (the working set is then far past the caches), the time runs
+    out or the next pair would take more than an eighth of the free memory."""
     device = torch.device(device)
+    deadline = time.perf_counter() + budget_s
     copies: list[tuple[float, float]] = []
     reads: list[tuple[float, float]] = []
     with torch.inference_mode():
         for size in sizes:
-            if not _fits(device, size):
+            if not _fits(device, size) or (copies and time.perf_counter() >= deadline):
                 break
             src = torch.ones(size // 4, dtype=torch.float32, device=device)
             dst = torch.empty_like(src)
-            copies.append((2.0 * size, 2 * size / _best_seconds(lambda: dst.copy_(src), device) / 1e9))
-            reads.append((float(size), size / _best_seconds(lambda: src.sum(), device) / 1e9))
-            del src, dst
+            copy_s = _best_seconds(lambda: dst.copy_(src), device, deadline)
+            copies.append((2.0 * size, 2 * size / copy_s / 1e9))
+            reads.append((float(size), size / _best_seconds(lambda: src.sum(), device, deadline) / 1e9))
+            src = dst = None  # freed before the next, larger pair
+            if copy_s > SLOW_CALL_S:
+                break
     if not copies:
         raise RuntimeError(f"no memory on {device} to measure its bandwidth")
     return BandwidthCurve(device=str(device), threads=torch.get_num_threads(),
@@ -122,20 +124,4 @@ def measure_bandwidth(device: str | torch.device = "cpu", sizes: tuple[int, ...]
                           read_sets=tuple(w for w, _ in reads), read_gbs=tuple(g for _, g in reads))
 
 
-def bandwidth_curve(device: str | torch.device = "cpu") -> BandwidthCurve:
-    """The bandwidth curve of ``device``, measured on the first call, then cached for the process."""
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    key = (str(device), torch.get_num_threads())
-    curve = _cache.get(key)
-    if curve is None:
-        curve = _cache[key] = measure_bandwidth(device)
-    return curve
-
-
-def clear_cache() -> None:
-    _cache.clear()
-
-
-__all__ = ["BandwidthCurve", "bandwidth_curve", "clear_cache", "measure_bandwidth"]
+__all__ = ["BandwidthCurve", "measure_bandwidth"]

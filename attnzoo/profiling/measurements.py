@@ -16,11 +16,13 @@ from attnzoo.columns import Column
 
 @dataclass(frozen=True)
 class Calibration:
-    """The device's two ceilings for the roofline, measured once before the rows."""
+    """The device's ceilings for the roofline (attnzoo.profiling.runner.calibrate)."""
 
     matmul: Any  # attnzoo.profiling.efficiency.MatmulPeak: FLOP/s of the dtype the arithmetic runs in
     conv: Any  # attnzoo.profiling.efficiency.ConvPeak: counted FLOP/s of a 3x3 convolution
     bandwidth: Any  # attnzoo.profiling.bandwidth.BandwidthCurve: GB/s against working-set bytes
+    measured_at: str = ""  # when the oldest of them was measured (UTC, ISO 8601; kept in the machine's cache)
+    remeasured: bool = False  # measured again in this run (a row beat the cached ones)
 
     @property
     def flops_per_s(self) -> float:
@@ -119,7 +121,7 @@ def roofline(flops: int | None, bytes_min: int | None, fwd_ms: float | None, cal
             "roofline_ms": round(limit_ms, 6), "bound": "compute" if compute_s >= memory_s else "memory",
             "of_limit": round(limit_ms / fwd_ms, 4),
             "efficiency": round(flops / (fwd_ms / 1e3) / calibration.flops_per_s, 4),
-            "device_gflops": round(calibration.flops_per_s / 1e9, 1)}
+            "device_gflops": round(calibration.flops_per_s / 1e9, 1), "ceilings_at": calibration.measured_at or None}
 
 
 def _roofline(prepared, calibration, row) -> dict[str, Any]:

@@ -87,4 +87,28 @@ def plot_roofline(rows: Sequence[dict[str, Any]], calibration, path: str | os.Pa
         plt.close(fig)
 
 
-__all__ = ["plot_roofline", "roofline_points"]
+
+
+def plot_bandwidth(curve, path: str | os.PathLike) -> None:
+    """The measured bandwidth against working set (copies and reads) to ``path`` (.png, .svg or .pdf)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from attnzoo.output import save_figure
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.semilogx([w / 2 ** 20 for w in curve.copy_sets], curve.copy_gbs, marker="o", label="copy (2 S moved)")
+    ax.semilogx([w / 2 ** 20 for w in curve.read_sets], curve.read_gbs, marker="s", label="sum (S read)")
+    ax.set_xlabel("working set (MiB)")
+    ax.set_ylabel("GB/s")
+    ax.set_title(f"memory bandwidth against working set ({curve.device}, {curve.threads} thread(s))", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+
+__all__ = ["plot_bandwidth", "plot_roofline", "roofline_points"]
