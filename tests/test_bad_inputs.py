@@ -50,7 +50,7 @@ CORPUS = [
     (["profile", *SE, "--format", "csv", "--output", "{tmp}/x.json"], "does not match", 2),
     (["profile", "--suite", "nosuch"], "no suite 'nosuch'", 2),
     (["profile", "mha", "--shape", "1,10,4,4", "--mode", "infer"], "divisible by num_heads", 1),  # a row fails
-    (["profile", *SE, "--set", "reduction=0"], "reduction must be positive", 1),
+    (["profile", *SE, "--set", "reduction=0"], "se's reduction takes a positive integer", 2),
     # sweep
     ([*SWEEP, "--plot", "{tmp}/p.bmpx"], "--plot {tmp}/p.bmpx: unknown format", 2),
     ([*SWEEP, "--plot", "{tmp}/missing/p.png"], "does not exist", 2),

@@ -17,7 +17,8 @@ FormatOption = typer.Option("table", "--format", "-f", help="Output format: tabl
 OutputOption = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the data to FILE instead of stdout.")
 # Measurement options shared by profile and sweep: None means "the suite's value, else the default".
 SetOption = typer.Option(None, "--set", metavar="KEY=VALUE",
-                         help="Override a constructor argument of the cards (repeatable).")
+                         help="Override a constructor argument (repeatable): KEY=VALUE for every named block that "
+                              "takes it, BLOCK.KEY=VALUE for one block.")
 DeviceOption = typer.Option(None, "--device", help="cpu, cuda (or cuda:N) or auto (default: auto).")
 DtypeOption = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: float32).")
 ThreadsOption = typer.Option(None, "--threads",
@@ -44,6 +45,51 @@ def parse_overrides(values: Optional[List[str]]) -> dict:
     from attnzoo.build import parse_override
 
     return dict(parse_override(v) for v in values or [])
+
+
+def check_runs(runs, items: Optional[List[str]], dirs) -> list[dict[str, dict]]:
+    """Blocks, shapes and ``--set`` checked before torch is imported, for runs of ``(patterns, shapes,
+    overrides)``: unknown names, malformed shapes, a shape a block named explicitly (or every block) cannot
+    take, and ``--set`` items (``KEY=VALUE`` for every block that takes it, ``BLOCK.KEY=VALUE`` for one) whose
+    key no block takes or whose value its argument does not accept. Returns, per run, each block's overrides
+    (the run's own, then ``--set``'s)."""
+    from attnzoo.build import check_layout, parse_shape
+    from attnzoo.errors import ConfigError
+    from attnzoo.overrides import assign
+    from attnzoo.registry import get_spec, resolve_names
+
+    specs, dims, resolved = {}, [], []
+    for patterns, shapes, _ in runs:
+        names = resolve_names(patterns, dirs)
+        run_dims = [parse_shape(s) for s in shapes or []]
+        explicit = {p for p in patterns if not any(ch in p for ch in "*?[")}
+        for shape in run_dims:
+            cards = [get_spec(name, dirs) for name in names]
+            refused = []
+            for card in cards:
+                try:
+                    check_layout(card, shape)
+                except Exception as exc:  # noqa: BLE001  (a ShapeError)
+                    refused.append((card, exc))
+            for card, exc in refused:
+                if card.name in explicit or len(refused) == len(cards):
+                    raise exc
+        specs.update({name: get_spec(name, dirs) for name in names})
+        dims += run_dims
+        resolved.append(names)
+    if items and not specs:
+        raise ConfigError("--set sets a block's constructor argument: name a block")
+    assigned = assign(list(items or []), specs, dims)
+    return [{name: {**(run[2] or {}), **assigned[name]} for name in names} for run, names in zip(runs, resolved)]
+
+
+def split_plans(patterns: List[str], per_block: dict[str, dict]) -> list[tuple[list[str], dict]]:
+    """``(patterns, overrides)`` of a run: the patterns whole when every block gets the same overrides, else
+    one block a plan."""
+    values = list(per_block.values())
+    if all(v == values[0] for v in values):
+        return [(list(patterns), values[0] if values else {})]
+    return [([name], overrides) for name, overrides in per_block.items()]
 
 
 #: Set by :func:`attnzoo.cli.run` while a command given ``--debug`` runs (its argv, not ``sys.argv``).

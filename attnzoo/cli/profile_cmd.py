@@ -14,7 +14,8 @@ from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
                                 RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
-                                check_format, mode_settings, network_options, parse_overrides, registry_dirs, say)
+                                check_format, check_runs, mode_settings, network_options, registry_dirs, say,
+                                split_plans)
 
 HELP = "\n\n".join([
     'Profile blocks: parameters, MACs / FLOPs, latency and peak memory, one row per block and shape.',
@@ -153,13 +154,11 @@ def profile_command(
     from attnzoo.cli.common import debug_enabled
     from attnzoo.errors import ConfigError
     from attnzoo.output import output_format, render
-    from attnzoo.profiling.runner import COLUMNS, ProfileOptions, failed
 
     fmt = check_format(fmt)
     file_fmt = output_format(output, fmt)  # a path that cannot be written ends here, before any measurement
     part = parse_shard(shard)
     dirs = registry_dirs(registry)
-    cli_overrides = parse_overrides(overrides)
     given = {key: value for key, value in (("device", device), ("dtype", dtype), ("mode", mode),
                                            ("min_time", min_time), ("warmup", warmup),
                                            ("threads", threads)) if value is not None}
@@ -178,14 +177,25 @@ def profile_command(
         title = f"attnzoo profile: {loaded.title}"
         if network or placement or stages:
             raise ConfigError("--suite takes its networks from the suite: give no --network, --placement or --stages")
-        plans = [(run.blocks, run.shapes, {**run.overrides, **cli_overrides}, run.network_options)
-                 for run in loaded.runs]
+        runs = [(run.blocks, run.shapes, run.overrides) for run in loaded.runs]
+        per_run = check_runs(runs, overrides, dirs)  # names, shapes and --set, before torch is imported
+        plans = [(patterns, run.shapes, run_overrides, run.network_options)
+                 for run, per_block in zip(loaded.runs, per_run)
+                 for patterns, run_overrides in split_plans(run.blocks, per_block)]
     else:
         settings = given
         patterns = list(names or []) + (["*"] if all_blocks else [])
         if not patterns and not network:
             raise ConfigError("name at least one block (or --all, or --suite NAME); see 'attnzoo list'")
-        plans = [(patterns, list(shape or []), cli_overrides, network_options(network, placement, stages))]
+        in_network = network_options(network, placement, stages)
+        per_block = check_runs([(patterns, list(shape or []), {})], overrides, dirs)[0]
+        plans = [(run_patterns, list(shape or []), run_overrides, in_network)
+                 for run_patterns, run_overrides in split_plans(patterns, per_block)]
+    if plot is not None and settings.get("mode") == "train":
+        raise ConfigError("--plot draws the roofline of forward rows, and --mode train measures none: "
+                          "use --mode infer or both")
+    from attnzoo.profiling.runner import COLUMNS, ProfileOptions, failed  # imports torch: after the checks
+
     options = ProfileOptions(raise_errors=debug_enabled(), **settings)
     if depth < 1:
         raise ConfigError(f"--depth must be at least 1, got {depth}")
@@ -275,6 +285,7 @@ def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output,
         checked = dataclasses.replace(checked, device=executor.default_device())
     units = [unit for blocks, shapes, run_overrides, in_networks in plans
              for unit in plan_units(blocks, shapes, checked, run_overrides, dirs, **in_networks)]
+    units = list({unit.id: unit for unit in units}.values())  # a network's plain row once, when plans are per block
     row_file = RowFile(output, file_fmt, COLUMNS) if output is not None and file_fmt != "table" else None
     campaign = Campaign("profile", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
                         with_plan=ray is not None)

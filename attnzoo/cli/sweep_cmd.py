@@ -15,7 +15,8 @@ from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
                                 RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
-                                check_format, mode_settings, network_options, parse_overrides, registry_dirs, say)
+                                check_format, check_runs, mode_settings, network_options, registry_dirs, say,
+                                split_plans)
 
 HELP = "\n\n".join([
     "Sweep input sizes and fit how cost grows: MACs, latency and peak memory against N = H*W "
@@ -123,7 +124,6 @@ def sweep_command(
     from attnzoo.campaign.units import Unit
     from attnzoo.cli.common import debug_enabled
     from attnzoo.errors import ConfigError
-    from attnzoo.profiling.runner import COLUMNS, ProfileOptions, unit_settings
     from attnzoo.registry import get_spec, resolve_names
     from attnzoo.output import PLOT_SUFFIXES, check_output, output_format
     from attnzoo.growth import grid_shapes, parse_values
@@ -136,7 +136,6 @@ def sweep_command(
         check_output(plot, "--plot", PLOT_SUFFIXES)
     part = parse_shard(shard)
     dirs = registry_dirs(registry)
-    cli_overrides = parse_overrides(overrides)
     given = {k: v for k, v in (("device", device), ("dtype", dtype), ("mode", mode), ("min_time", min_time),
                                ("threads", threads)) if v is not None}
     given.update(mode_settings(compile_, compile_mode, amp, channels_last))
@@ -156,9 +155,9 @@ def sweep_command(
         check_blocks(loaded, dirs)
         over = loaded.sweep_over
         settings.update(loaded.options)
-        for run in loaded.runs:
-            for name in resolve_names(run.blocks, dirs):
-                plan += [(name, parse_shape(s), {**run.overrides, **cli_overrides}) for s in run.shapes]
+        per_run = check_runs([(run.blocks, run.shapes, run.overrides) for run in loaded.runs], overrides, dirs)
+        for run, per_block in zip(loaded.runs, per_run):
+            plan += [(name, parse_shape(s), extra) for name, extra in per_block.items() for s in run.shapes]
     else:
         in_network = network_options(network, placement, stages)
         if in_network:
@@ -179,8 +178,11 @@ def sweep_command(
         else:
             raise ConfigError("give the grid with --hw 8,16,32 (or --over channels --values 32,64,128)")
         grid = grid_shapes(parse_shape(shape), over, parse_values(grid_text))
-        plan = [(name, point, cli_overrides) for name in resolve_names(names, dirs) for point in grid]
+        per_block = check_runs([(names or [], grid, {})], overrides, dirs)[0]  # before torch is imported
+        plan = [(name, point, extra) for name, extra in per_block.items() for point in grid]
     settings.update(given)
+    from attnzoo.profiling.runner import COLUMNS, ProfileOptions, unit_settings  # imports torch: after the checks
+
     options = ProfileOptions(raise_errors=debug_enabled(), **settings).checked(here=ray is None)
     executor = make_executor(ray, raise_errors=options.raise_errors)  # a Ray that cannot be reached ends here
     if options.device == "auto":  # under Ray: the cluster's devices decide
@@ -205,8 +207,10 @@ def sweep_command(
     if network and suite is None:
         from attnzoo.profiling.networks import plan_network_units
 
-        units = plan_network_units(names or [], resolve_names(names or [], dirs), grid, network, placement, stages,
-                                   unit_settings(options), cli_overrides, dirs)
+        units = [unit for patterns, extra in split_plans(names or [], per_block)
+                 for unit in plan_network_units(patterns, resolve_names(patterns, dirs), grid, network, placement,
+                                                stages, unit_settings(options), extra, dirs)]
+        units = list({unit.id: unit for unit in units}.values())  # the plain network's points once
     row_file = RowFile(output, output_format(output, fmt), COLUMNS) if output else None
     campaign = Campaign("sweep", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
                         keep_file=True, with_plan=ray is not None)
