@@ -15,6 +15,10 @@ RegistryOption = typer.Option(
     help="Extra folder of block cards (repeatable); also read from $ATTNZOO_REGISTRY.")
 FormatOption = typer.Option("table", "--format", "-f", help="Output format: table, csv or json.")
 OutputOption = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the data to FILE instead of stdout.")
+# The table of rows (profile, sweep): which columns it shows. CSV and JSON always hold every column.
+WideOption = typer.Option(False, "--wide", help="Show every column in the table (default: the columns that fit).")
+ColumnsOption = typer.Option(None, "--columns", metavar="A,B,C",
+                             help="Show these columns in the table (names of the CSV header, or table headings).")
 # Measurement options shared by profile and sweep: None means "the suite's value, else the default".
 SetOption = typer.Option(None, "--set", metavar="KEY=VALUE",
                          help="Override a constructor argument (repeatable): KEY=VALUE for every named block that "

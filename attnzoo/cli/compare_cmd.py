@@ -56,7 +56,9 @@ def _table(result, base_name: str, new_name: str, key: list[str]) -> None:
 
     import sys
 
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    from attnzoo.output import console as table_console
+
+    console = table_console()  # the terminal's width, COLUMNS when piped (else 200)
     pairs: dict[tuple, dict[str, Any]] = {}
     others = []
     for row in result.rows:

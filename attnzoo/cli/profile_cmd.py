@@ -14,6 +14,7 @@ from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
                                 RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
+                                ColumnsOption, WideOption,
                                 check_format, check_runs, mode_settings, network_options, registry_dirs, say,
                                 split_plans)
 
@@ -83,16 +84,62 @@ def _shown(column, row: dict[str, Any]) -> Any:
     return value
 
 
-def _table_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """What the table shows: the columns with a label (attnzoo.profiling.measurements), counts with SI
-    prefixes, time as median ± IQR, and only columns that have a value in some row. CSV and JSON keep raw
-    columns."""
+#: The table's columns by default (--wide shows every column with a value, --columns chooses): what fits
+#: 100 characters, beside the columns of the settings the rows differ in.
+DEFAULT_COLUMNS = ("block", "shape", "status", "network", "params", "macs", "fwd_ms", "fwd_peak_mib", "train_ms")
+#: Settings shown as a column when the rows differ in them (the caption names those they share).
+VARIED = ("network", "placement", "overrides", "mode", "dtype", "device", "compile", "amp", "channels_last",
+          "threads")
+_VARIED_LABELS = {"overrides": "set", "channels_last": "channels last"}
+
+
+def _label(column) -> str:
+    return column.label or _VARIED_LABELS.get(column.name, column.name)
+
+
+def check_columns(text: Optional[str]) -> Optional[list[str]]:
+    """``--columns a,b,c``: column names or table headings, checked before anything is measured."""
+    if text is None:
+        return None
+    from attnzoo.errors import ConfigError
+    from attnzoo.profiling.measurements import ALL_COLUMNS
+    from attnzoo.registry import closest
+
+    known = {c.name: c.name for c in ALL_COLUMNS}
+    known.update({c.label: c.name for c in ALL_COLUMNS if c.label})
+    chosen = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if item not in known:
+            close = closest(item, [c.name for c in ALL_COLUMNS], n=2)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; see --format csv's header"
+            raise ConfigError(f"--columns: no column '{item}'{hint}")
+        chosen.append(known[item])
+    if not chosen:
+        raise ConfigError("--columns needs column names, e.g. --columns block,shape,fwd_ms")
+    return chosen
+
+
+def _table_rows(rows: list[dict[str, Any]], wide: bool = False,
+                chosen: Optional[list[str]] = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """What the table shows: by default DEFAULT_COLUMNS and the settings the rows differ in; with ``wide``
+    every labelled column (attnzoo.profiling.measurements) that has a value; with ``chosen`` those columns.
+    Counts with SI prefixes, time as median ± IQR, and only columns that have a value in some row. CSV and
+    JSON keep every raw column."""
     from attnzoo.profiling.measurements import ALL_COLUMNS
 
-    labelled = [c for c in ALL_COLUMNS if c.label]
-    shown = [{c.label: _shown(c, row) for c in labelled} for row in rows]
+    by_name = {c.name: c for c in ALL_COLUMNS}
+    varied = [name for name in VARIED if name in by_name and len({str(row.get(name)) for row in rows}) > 1]
+    if chosen is not None:
+        wanted = [by_name[name] for name in chosen]
+    else:
+        base = [c.name for c in ALL_COLUMNS if c.label] if wide else list(DEFAULT_COLUMNS)
+        wanted = [by_name[name] for name in base + [v for v in varied if v not in base]]
+    shown = [{_label(c): _shown(c, row) for c in wanted} for row in rows]
     keep = ("block", "shape", "status")
-    columns = [c.label for c in labelled if c.label in keep or any(r[c.label] not in ("", None) for r in shown)]
+    columns = [_label(c) for c in wanted
+               if chosen is not None or c.name in keep or any(r[_label(c)] not in ("", None) for r in shown)]
     return shown, columns
 
 
@@ -104,8 +151,9 @@ def _caption(rows: list[dict[str, Any]]) -> str:
              "channels-last" if first.get("channels_last") in (True, "True") else ""]
     gflops = next((row["device_gflops"] for row in rows if row.get("device_gflops")), None)
     matmul = f" · compute ceiling {gflops:g} GFLOP/s" if gflops else ""
+    shared = first.get("overrides") if len({row.get("overrides") for row in rows}) == 1 else None
     where = " · ".join([str(first.get("device_name") or first["device"]), first["dtype"], *filter(None, modes),
-                        threads, f"torch {first['torch']}"])
+                        threads, f"torch {first['torch']}", *([f"--set {shared}"] if shared else [])])
     return (f"{where}{matmul}\n"
             "1 MAC = 1 multiply-add = 2 FLOPs · time: median ± IQR · MiB: peak above inputs and weights · "
             "of limit: the roofline's time over the measured one (1 = at the hardware's limit)")
@@ -145,6 +193,8 @@ def profile_command(
     retry_failed: bool = RetryFailedOption,
     fmt: str = FormatOption,
     output: Optional[str] = OutputOption,
+    wide: bool = WideOption,
+    columns: Optional[str] = ColumnsOption,
     registry: Optional[List[str]] = RegistryOption,
     network: Optional[List[str]] = NetworkOption,
     placement: Optional[str] = PlacementOption,
@@ -156,6 +206,7 @@ def profile_command(
     from attnzoo.output import output_format, render
 
     fmt = check_format(fmt)
+    chosen = check_columns(columns)
     file_fmt = output_format(output, fmt)  # a path that cannot be written ends here, before any measurement
     part = parse_shard(shard)
     dirs = registry_dirs(registry)
@@ -218,9 +269,9 @@ def profile_command(
             where = f" in {row['network']}" if row.get("network") else ""
             say(f"attnzoo: {row['block']}{where} at {row['shape']}: {row['status']}")
     if fmt == "table" and len(bad) < len(rows):  # with --output x.csv the table still shows on the terminal
-        shown, columns = _table_rows(rows)
-        render(shown, "table", columns=columns, title=title, caption=_caption(rows),
-               output=output if file_fmt == "table" else None)
+        shown, labels = _table_rows(rows, wide, chosen)
+        render(shown, "table", columns=labels, title=title, caption=_caption(rows),
+               output=output if file_fmt == "table" else None, fit=chosen is None, wide=wide)
     if output is None and fmt != "table":
         render(rows, fmt, columns=COLUMNS)
     if output:

@@ -15,6 +15,7 @@ from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
                                 RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
+                                ColumnsOption, WideOption,
                                 check_format, check_runs, mode_settings, network_options, registry_dirs, say,
                                 split_plans)
 
@@ -109,6 +110,8 @@ def sweep_command(
                                            help="Report where each block becomes cheaper than this one."),
     fmt: str = FormatOption,
     output: Optional[str] = OutputOption,
+    wide: bool = WideOption,
+    columns: Optional[str] = ColumnsOption,
     registry: Optional[List[str]] = RegistryOption,
     network: Optional[List[str]] = NetworkOption,
     placement: Optional[str] = PlacementOption,
@@ -129,6 +132,9 @@ def sweep_command(
     from attnzoo.growth import grid_shapes, parse_values
 
     fmt = check_format(fmt)
+    from attnzoo.cli.profile_cmd import check_columns
+
+    chosen = check_columns(columns)
     # Paths that cannot be written end here, before any measurement.
     if output is not None and output_format(output, fmt) == "table":
         raise ConfigError(f"--output {output}: a sweep writes its rows as .csv or .json")
@@ -231,7 +237,7 @@ def sweep_command(
 
         add_network_deltas(rows)
     results = _crossovers(rows, baseline, over, row_file) if baseline is not None else None
-    return _report(rows, specs, over, fmt, output, plot, results)
+    return _report(rows, specs, over, fmt, output, plot, results, wide, chosen)
 
 
 class _PLAIN:
@@ -331,7 +337,7 @@ def _measure(campaign, executor, options, over, limit) -> list[dict[str, Any]]:
         return campaign.run(executor, before=before, progress=progress, on_row=on_row)
 
 
-def _report(rows, specs, over, fmt, output, plot, results=None) -> int:
+def _report(rows, specs, over, fmt, output, plot, results=None, wide=False, chosen=None) -> int:
     from attnzoo.cli.profile_cmd import _caption, _table_rows
     from attnzoo.output import render, to_table
     from attnzoo.profiling.runner import COLUMNS
@@ -349,8 +355,9 @@ def _report(rows, specs, over, fmt, output, plot, results=None) -> int:
     if fmt == "table":
         ok = [r for r in rows if r["status"] == "ok"]
         if ok:
-            shown, columns = _table_rows(rows)
-            render(shown, "table", columns=columns, title="attnzoo sweep", caption=_caption(ok))
+            shown, labels = _table_rows(rows, wide, chosen)
+            render(shown, "table", columns=labels, title="attnzoo sweep", caption=_caption(ok), fit=chosen is None,
+                   wide=wide)
         render(fits, "table", columns=fit_columns, title=title)
         if cross:
             render(cross[0], "table", columns=cross[1], title=cross[2])
