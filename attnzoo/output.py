@@ -132,7 +132,10 @@ def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None)
 
 
 def _json_safe(value: Any) -> Any:
+    """A cell as JSON: an empty text or a non-finite number is null (CSV can only leave them empty)."""
     if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str) and value == "":
         return None
     return value
 

@@ -14,7 +14,11 @@ RegistryOption = typer.Option(
     None, "--registry", "-r", metavar="DIR",
     help="Extra folder of block cards (repeatable); also read from $ATTNZOO_REGISTRY.")
 FormatOption = typer.Option("table", "--format", "-f", help="Output format: table, csv or json.")
-OutputOption = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the data to FILE instead of stdout.")
+OutputOption = typer.Option(None, "--output", "--out", "-o", metavar="FILE",
+                            help="Write the data to FILE instead of stdout (--out is the same option).")
+#: train's --output: its --out is the run folder.
+SummaryOutputOption = typer.Option(None, "--output", "-o", metavar="FILE",
+                                   help="Write the summary to FILE instead of stdout (--out is the run folder).")
 # The table of rows (profile, sweep): which columns it shows. CSV and JSON always hold every column.
 WideOption = typer.Option(False, "--wide", help="Show every column in the table (default: the columns that fit).")
 ColumnsOption = typer.Option(None, "--columns", metavar="A,B,C",
@@ -37,6 +41,11 @@ def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise typer.BadParameter(f"'{fmt}' is not one of {', '.join(FORMATS)}", param_hint="--format")
     return fmt
+
+
+def count(number: int, noun: str) -> str:
+    """``1 row``, ``2 rows``, ``0 rows``."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def say(text: str) -> None:
@@ -118,7 +127,7 @@ CompileModeOption = typer.Option(
     None, "--compile-mode", metavar="MODE",
     help="torch.compile mode: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs.")
 AmpOption = typer.Option(False, "--amp",
-                         help="Autocast: bfloat16 on CPU, float16 on CUDA (weights stay in --dtype float32).")
+                         help="Autocast: bfloat16 on CPU, float16 on CUDA (the weights stay float32).")
 ChannelsLastOption = typer.Option(False, "--channels-last", help="Block and feature maps in channels-last format.")
 
 
@@ -205,5 +214,54 @@ def tidy_help(application) -> None:
 
     for command in application.registered_commands:
         command.help = reflow(command.help if command.help is not None else inspect.getdoc(command.callback))
+        name_metavars(command.callback)
+    plain_help_types()
     if isinstance(application.info.help, str):  # else typer's placeholder for "no help given"
         application.info.help = reflow(application.info.help)
+
+
+def name_metavars(callback) -> None:
+    """Give every option and argument of ``callback`` without a metavar one a person reads: none for a flag,
+    N for an integer, NUMBER for a float, else the option's name in capitals (typer would show <bool>, <str>,
+    <list[str]>)."""
+    import inspect
+
+    from typer.models import ArgumentInfo, OptionInfo
+
+    for name, parameter in inspect.signature(callback).parameters.items():
+        info = parameter.default
+        if not isinstance(info, (OptionInfo, ArgumentInfo)) or info.metavar is not None:
+            continue
+        annotation = str(parameter.annotation)
+        if "bool" in annotation:
+            info.metavar = ""
+        elif "int" in annotation and "Path" not in annotation:
+            info.metavar = "N"
+        elif "float" in annotation:
+            info.metavar = "NUMBER"
+        else:
+            flags = [d for d in (getattr(info, "param_decls", None) or ()) if d.startswith("--")]
+            info.metavar = (flags[0][2:] if flags else name).upper().replace("-", "_")
+
+
+def plain_help_types() -> None:
+    """Recent typer shows a type beside every option and argument (<bool>, <str>): a flag takes no value and
+    an argument is already shown by its name, so show none for those (a metavar of an option still shows)."""
+    from typer import core
+
+    option, argument = getattr(core, "TyperOption", None), getattr(core, "TyperArgument", None)
+    if option is None or argument is None or not hasattr(option, "display_type_rich"):
+        return  # an older typer: its help shows no such types
+    if getattr(option.display_type_rich, "plain", False):
+        return
+    shown = option.display_type_rich
+
+    def option_type(self, ctx):
+        return None if getattr(self, "is_flag", False) and not self.metavar else shown(self, ctx)
+
+    def argument_type(self, ctx):
+        return None
+
+    option_type.plain = argument_type.plain = True
+    option.display_type_rich = option_type
+    argument.display_type_rich = argument_type

@@ -15,7 +15,7 @@ from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
                                 RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
                                 ColumnsOption, WideOption,
-                                check_format, check_runs, mode_settings, network_options, registry_dirs, say,
+                                check_format, check_runs, count, mode_settings, network_options, registry_dirs, say,
                                 split_plans)
 
 HELP = "\n\n".join([
@@ -275,7 +275,7 @@ def profile_command(
     if output is None and fmt != "table":
         render(rows, fmt, columns=COLUMNS)
     if output:
-        say(f"wrote {len(rows)} rows to {output}")
+        say(f"wrote {count(len(rows), 'row')} to {output}")
     if plot is not None:
         from attnzoo.profiling.roofline import plot_roofline
         from attnzoo.profiling.runner import calibrate

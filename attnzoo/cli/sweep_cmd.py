@@ -16,7 +16,7 @@ from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
                                 RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
                                 ColumnsOption, WideOption,
-                                check_format, check_runs, mode_settings, network_options, registry_dirs, say,
+                                check_format, check_runs, count, mode_settings, network_options, registry_dirs, say,
                                 split_plans)
 
 HELP = "\n\n".join([
@@ -373,7 +373,7 @@ def _report(rows, specs, over, fmt, output, plot, results=None, wide=False, chos
         if cross:
             render(cross[0], "table", columns=cross[1], title=cross[2])
     if output:
-        say(f"{len(rows)} rows in {output}")
+        say(f"{count(len(rows), 'row')} in {output}")
     if plot:
         plot_rows(rows, over, plot, **({"families": {name: spec.family for name, spec in specs.items()},
                                          "crossover_results": results} if results is not None else {}))
