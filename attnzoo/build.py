@@ -30,15 +30,17 @@ def parse_shape(text: str | Sequence[int]) -> Shape:
     """``"128,256,24,24"`` (or ``x`` separated) to a tuple of positive ints; 3 or 4 dimensions."""
     if isinstance(text, str):
         parts = re.split(r"[,x]", text.replace(" ", ""))
-        if not all(p.isdigit() for p in parts):
+        if not all(re.fullmatch(r"[+-]?\d+", p) for p in parts):
             raise ShapeError(f"malformed shape '{text}': expected integers like 128,256,24,24")
         dims = tuple(int(p) for p in parts)
     else:
         dims = tuple(int(d) for d in text)
     if len(dims) not in (3, 4):
         raise ShapeError(f"shape {format_shape(dims)} has {len(dims)} dimensions; give B,C,H,W (or B,N,C for token blocks)")
-    if any(d < 1 for d in dims):
-        raise ShapeError(f"shape {format_shape(dims)} has a dimension below 1")
+    low = [d for d in dims if d < 1]
+    if low:
+        raise ShapeError(f"shape {format_shape(dims)}: every dimension must be a positive integer, "
+                         f"and {low[0]} is not")
     return dims
 
 
@@ -185,6 +187,14 @@ def check_keywords(spec: BlockSpec, constructor: Any, kwargs: dict[str, Any]) ->
         raise ConfigError(f"{spec.name}: {exc} (target '{spec.target}')") from None
 
 
+def check_layout(spec: BlockSpec, shape: Shape) -> None:
+    """Raise ShapeError when ``shape`` has a number of dimensions the block's layout cannot take."""
+    if spec.layout == "BNC" and len(shape) not in (3, 4):
+        raise ShapeError(f"{spec.name} takes B,C,H,W or B,N,C, got {format_shape(shape)}")
+    if spec.layout == "BCHW" and len(shape) != 4:
+        raise ShapeError(f"{spec.name} works on feature maps: give B,C,H,W, got {format_shape(shape)}")
+
+
 def build_module(spec: BlockSpec, shape: Shape, overrides: dict[str, Any] | None = None):
     """Construct the block for ``shape`` (wrapping BNC blocks for 4-D shapes). Raises ShapeError or ConfigError."""
     check_supported()
@@ -192,10 +202,7 @@ def build_module(spec: BlockSpec, shape: Shape, overrides: dict[str, Any] | None
 
     from attnzoo.blocks.adapters import ForwardWith, TokensFromFeatureMap
 
-    if spec.layout == "BNC" and len(shape) not in (3, 4):
-        raise ShapeError(f"{spec.name} takes B,C,H,W or B,N,C, got {format_shape(shape)}")
-    if spec.layout == "BCHW" and len(shape) != 4:
-        raise ShapeError(f"{spec.name} works on feature maps: give B,C,H,W, got {format_shape(shape)}")
+    check_layout(spec, shape)
     kwargs = resolve_args(spec, shape, overrides)
     constructor = import_target(spec.target)
     check_keywords(spec, constructor, kwargs)

@@ -19,16 +19,25 @@ def parse_values(text: str) -> list[int]:
     try:
         if ":" in text:
             parts = [int(p) for p in text.split(":")]
-            if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] < 1):
+            if len(parts) not in (2, 3):
                 raise ValueError
-            start, stop, step = parts[0], parts[1], parts[2] if len(parts) == 3 else 1
-            values = list(range(start, stop + 1, step))
         else:
             values = [int(p) for p in text.replace(" ", "").split(",") if p]
     except ValueError:
         raise ConfigError(f"malformed grid '{text}': expected 8,16,32 or start:stop:step") from None
-    if len(values) < 2 or min(values) < 1:
-        raise ConfigError(f"grid '{text}' needs at least two positive values to fit a growth")
+    if ":" in text:
+        start, stop, step = parts[0], parts[1], parts[2] if len(parts) == 3 else 1
+        if step < 1:
+            raise ConfigError(f"grid '{text}': the step must be a positive integer, got {step} (a range may run "
+                              "downwards, as 64:8:8)")
+        # A range may run either way (64:8:8 is 8, 16, ..., 64): the grid is sorted anyway.
+        values = list(range(start, stop + 1, step)) if start <= stop else list(range(start, stop - 1, -step))
+    low = [v for v in values if v < 1]
+    if low:
+        raise ConfigError(f"grid '{text}': every value must be a positive integer, and {low[0]} is not")
+    if len(set(values)) < 2:
+        count = len(set(values))
+        raise ConfigError(f"grid '{text}' has {count} value{'' if count == 1 else 's'}; a growth is fitted on at least two")
     return sorted(set(values))
 
 

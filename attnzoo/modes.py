@@ -22,6 +22,11 @@ def check_compiler(device_type: str) -> None:
     candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
     if not any(shutil.which(name) for name in candidates):
         raise ConfigError("--compile on the CPU needs a C++ compiler (g++ or clang++, or $CXX) and none was found")
+    # torch.compile's CPU backend imports torch.utils.cpp_extension, which warns "No CUDA runtime is found"
+    # on a machine without CUDA: true, and no concern of a CPU compile.
+    import logging
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def autocast(device: str, enabled: bool):

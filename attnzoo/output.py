@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -131,7 +132,10 @@ def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None)
 
 
 def _json_safe(value: Any) -> Any:
+    """A cell as JSON: an empty text or a non-finite number is null (CSV can only leave them empty)."""
     if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str) and value == "":
         return None
     return value
 
@@ -139,6 +143,57 @@ def _json_safe(value: Any) -> Any:
 def to_json(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
     columns = list(columns or (rows[0].keys() if rows else []))
     return json.dumps([{c: _json_safe(row.get(c)) for c in columns} for row in rows], indent=2) + "\n"
+
+
+#: A cell that must never be split: a number, a shape, a size or a time (median ± IQR), a ratio.
+_WHOLE = re.compile(r"^[-+]?[\d.,:xe+\-]*\d[\d.,:xe+\-]*( ?[kMGT]?[A-Za-z/]{0,5})?( ± [\d.e+\-]+)?x?$")
+
+
+def _whole(cells: Sequence[str]) -> bool:
+    """Whether a column's cells must stay on one line: every cell is one word or a number with its unit."""
+    return all(" " not in cell or _WHOLE.match(cell) for cell in cells)
+
+
+def table_width(wide_enough: int | None = None) -> int | None:
+    """The width tables are drawn at on stdout: the terminal's (rich finds it; COLUMNS overrides it); when
+    piped or redirected, COLUMNS, else 200 rather than rich's 80. With ``wide_enough`` (--wide) never less."""
+    import sys
+
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else None
+    if width is None and not sys.stdout.isatty():
+        width = 200
+    if wide_enough is not None:
+        from rich.console import Console
+
+        width = max(width or Console().width, wide_enough)
+    return width
+
+
+def _needed(header: str, cells: Sequence[str]) -> int:
+    """The width a column takes: its header or its longest cell whole (a wrapping column: its longest word, at
+    least 12 characters when some cell is longer), plus padding and a rule."""
+    if _whole(cells):
+        return max([len(header), *map(len, cells)]) + 3
+    words = max([len(header), *(len(word) for cell in cells for word in cell.split())])
+    return max(words, min(12, max(map(len, cells)))) + 3
+
+
+def table_needs(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> int:
+    """The width the table of ``rows`` needs so that no cell is split inside a number or a word."""
+    return 1 + sum(_needed(c, [_cell(r.get(c)) for r in rows]) for c in columns)
+
+
+def fit_columns(rows: Sequence[dict[str, Any]], columns: Sequence[str], width: int | None,
+                keep: int = 3) -> tuple[list[str], list[str]]:
+    """The columns that fit ``width`` (the first ``keep`` always stay; the last go first), and those left out."""
+    kept = list(columns)
+    if width is None:
+        return kept, []
+    left: list[str] = []
+    while len(kept) > keep and table_needs(rows, kept) > width:
+        left.insert(0, kept.pop())
+    return kept, left
 
 
 def to_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, title: str | None = None,
@@ -149,29 +204,52 @@ def to_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = Non
     table = Table(title=title, caption=caption, header_style="bold")
     for column in columns:
         numeric = any(isinstance(r.get(column), (int, float)) and not isinstance(r.get(column), bool) for r in rows)
-        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+        cells = [_cell(r.get(column)) for r in rows]
+        if _whole(cells):  # numbers and shapes are never split: the column keeps its width, the others give way
+            table.add_column(column, justify="right" if numeric else "left", no_wrap=True,
+                             min_width=max([len(column), *map(len, cells)]))
+        else:
+            table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     return table
 
 
+def console(width: int | None = None, **options: Any):
+    """A rich Console for tables on stdout, at :func:`table_width` unless ``width`` is given."""
+    from rich.console import Console
+
+    return Console(width=width if width is not None else table_width(), **options)
+
+
 def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Iterable[str] | None = None,
-           title: str | None = None, caption: str | None = None, output: str | None = None) -> None:
-    """Write ``rows`` as ``fmt`` to ``output`` (a path) or stdout; a table goes to the terminal."""
+           title: str | None = None, caption: str | None = None, output: str | None = None,
+           fit: bool = False, wide: bool = False) -> None:
+    """Write ``rows`` as ``fmt`` to ``output`` (a path) or stdout; a table goes to the terminal.
+
+    A table with ``fit`` leaves out its last columns (never the first three) where the width does not hold
+    them, and says which under it; with ``wide`` the table is drawn as wide as it needs."""
     columns = list(columns) if columns is not None else None
     if fmt == "table":
-        from rich.console import Console
+        columns = columns if columns is not None else list(rows[0].keys() if rows else [])
+        width = 200 if output else table_width(table_needs(rows, columns) if wide else None)
+        if width is None:  # a terminal: its width
+            from rich.console import Console
 
+            width = Console().width
+        if fit and not wide:
+            columns, left = fit_columns(rows, columns, width)
+            if left:
+                note = (f"left out to fit {width} columns: {', '.join(left)} (--wide or --columns shows them; "
+                        "--format csv or json holds every column)")
+                caption = f"{caption}\n{note}" if caption else note
         table = to_table(rows, columns, title=title, caption=caption)
         if output:
             buffer = io.StringIO()
-            Console(file=buffer, width=200).print(table)
+            console(width, file=buffer).print(table)
             _write(output, buffer.getvalue())
         else:
-            import sys
-
-            # Piped or redirected, rich would fold the table to 80 columns: give it room instead.
-            Console(width=None if sys.stdout.isatty() else 200).print(table)
+            console(width).print(table)
         return
     text = to_csv(rows, columns) if fmt == "csv" else to_json(rows, columns)
     if output:

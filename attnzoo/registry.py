@@ -39,6 +39,8 @@ PLACEMENTS: dict[str, str] = {
 }
 
 ENV_VAR = "ATTNZOO_REGISTRY"
+#: A registry folder holds block cards and, in this subfolder, network cards (attnzoo.networks).
+NETWORK_FOLDER = "networks"
 
 _REQUIRED = {"name": str, "title": str, "paper": str, "url": str, "family": str, "layout": str, "target": str,
              "complexity": str}
@@ -173,9 +175,25 @@ def _load_dirs(dirs: tuple[Path, ...]) -> dict[str, BlockSpec]:
     return load_folders(dirs, load_card)
 
 
+def closest(name: str, known: Iterable[str], n: int = 3) -> list[str]:
+    """The known names a person would suggest for ``name``: the same name in another case, then the names it
+    begins (``swin`` -> ``swin-window-attention``) or is a part of, then the nearest spellings."""
+    known = list(known)
+    lower = name.strip().lower()
+    same = [k for k in known if k.lower() == lower]
+    if same or not lower:
+        return same[:n]
+    starts = [k for k in known if k.lower().startswith(lower)]
+    parts = [k for k in known if k not in starts and lower in k.lower().split("-")]
+    found = (starts + parts)[:n]
+    if found:
+        return found
+    return difflib.get_close_matches(lower, known, n=n, cutoff=0.5)
+
+
 def unknown(kind: str, name: str, known: Iterable[str], listing: str) -> UnknownBlockError:
     """The error for an unknown name, with the closest known names ("did you mean")."""
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    close = closest(name, known)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else f"; see '{listing}'"
     return UnknownBlockError(f"unknown {kind} '{name}'{hint}")
 
@@ -195,6 +213,23 @@ def expand(patterns: Iterable[str], matching, lookup, kind: str, listing: str) -
     return found
 
 
+def network_names(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[str]:
+    """The names of the network cards beside the block cards (each registry folder's ``networks/``), read
+    from the files without validating them (attnzoo.networks loads and checks them): so that a block name
+    that is a network's can say so."""
+    names = []
+    for folder in registry_dirs(extra_dirs):
+        for path in sorted((folder / NETWORK_FOLDER).glob("*.toml")):
+            try:
+                with open(path, "rb") as handle:
+                    name = tomllib.load(handle).get("name")
+            except (OSError, tomllib.TOMLDecodeError):
+                continue
+            if isinstance(name, str):
+                names.append(name)
+    return names
+
+
 def all_specs(extra_dirs: Iterable[str | os.PathLike] = ()) -> dict[str, BlockSpec]:
     """Every card, by name, from the bundled folder, ATTNZOO_REGISTRY and ``extra_dirs``."""
     return _load_dirs(registry_dirs(extra_dirs))
@@ -205,6 +240,14 @@ def get_spec(name: str, extra_dirs: Iterable[str | os.PathLike] = ()) -> BlockSp
     specs = all_specs(extra_dirs)
     if name in specs:
         return specs[name]
+    if name in FAMILIES:
+        members = [n for n, spec in sorted(specs.items()) if spec.family == name]
+        raise UnknownBlockError(f"'{name}' is a family of {len(members)} blocks, not a block: "
+                                f"{', '.join(members)} (attnzoo list --family {name})")
+    network = next((n for n in network_names(extra_dirs) if n.lower() == name.strip().lower()), None)
+    if network is not None:
+        raise UnknownBlockError(f"{name} is a network, not a block: --network {network} places blocks in it "
+                                f"(attnzoo profile cbam --network {network}; attnzoo info {network})")
     raise unknown("block", name, specs, "attnzoo list")
 
 
@@ -222,6 +265,20 @@ def list_blocks(pattern: str = "*", family: str | None = None, layout: str | Non
 
 
 def resolve_names(patterns: Iterable[str], extra_dirs: Iterable[str | os.PathLike] = ()) -> list[str]:
-    """Expand names and wildcards to card names, in order and without repeats; unknown names raise."""
-    return expand(patterns, lambda p: [spec.name for spec in list_blocks(p, extra_dirs=extra_dirs)],
-                  lambda n: get_spec(n, extra_dirs).name, "block", "attnzoo list")
+    """Expand names, wildcards and families (``channel``: every block of that family) to card names, in order
+    and without repeats; unknown names raise."""
+    def matching(pattern: str) -> list[str]:
+        return [spec.name for spec in list_blocks(pattern, extra_dirs=extra_dirs)]
+
+    def lookup(name: str) -> str:
+        if name in FAMILIES and name not in all_specs(extra_dirs):
+            return name
+        return get_spec(name, extra_dirs).name
+
+    found = expand(patterns, matching, lookup, "block", "attnzoo list")
+    names: list[str] = []
+    for name in found:
+        members = ([spec.name for spec in list_blocks(family=name, extra_dirs=extra_dirs)]
+                   if name in FAMILIES and name not in all_specs(extra_dirs) else [name])
+        names += [member for member in members if member not in names]
+    return names

@@ -50,7 +50,7 @@ CORPUS = [
     (["profile", *SE, "--format", "csv", "--output", "{tmp}/x.json"], "does not match", 2),
     (["profile", "--suite", "nosuch"], "no suite 'nosuch'", 2),
     (["profile", "mha", "--shape", "1,10,4,4", "--mode", "infer"], "divisible by num_heads", 1),  # a row fails
-    (["profile", *SE, "--set", "reduction=0"], "reduction must be positive", 1),
+    (["profile", *SE, "--set", "reduction=0"], "se's reduction takes a positive integer", 2),
     # sweep
     ([*SWEEP, "--plot", "{tmp}/p.bmpx"], "--plot {tmp}/p.bmpx: unknown format", 2),
     ([*SWEEP, "--plot", "{tmp}/missing/p.png"], "does not exist", 2),
@@ -177,3 +177,189 @@ def test_sweep_row_file_is_replaced_whole_after_each_row(tmp_path, monkeypatch):
     out = tmp_path / "sweep.csv"
     assert run([*SWEEP, "--mode", "infer", "--output", str(out)]) == 0
     assert renames.count(str(out)) == 3  # the empty file with its header, then one per point
+
+
+# Bad input answered at once: before the device is resolved, any calibration or any row. {tmp} is a folder.
+CBAM = ["cbam", "--shape", "1,64,8,8", "--mode", "infer"]
+EARLY = [
+    (["profile", *CBAM, "--set", "reduction=0"], "cbam's reduction takes a positive integer", 2),
+    (["profile", *CBAM, "--set", "reduction=nan"], "reduction takes a positive integer", 2),
+    (["profile", *CBAM, "--set", "reduction=eight"], "not 'eight'", 2),
+    (["profile", *CBAM, "--set", "reduction=-4"], "not -4", 2),
+    (["profile", *CBAM, "--set", "reductoin=8"], "cbam has no argument 'reductoin'; did you mean 'reduction'?", 2),
+    (["profile", *CBAM, "--set", "no_spatial=3"], "no_spatial takes true or false", 2),
+    (["profile", *CBAM, "--set", "channels=C//128"], "channels would be 0 at shape 1,64,8,8", 2),
+    (["profile", "mha", "--shape", "1,64,8,8", "--set", "attn_dropout=nan"], "attn_dropout takes a probability", 2),
+    (["profile", "mha", "--shape", "1,64,8,8", "--set", "attn_dropout=1.5"], "not 1.5", 2),
+    (["profile", "cbam", "se", "--shape", "1,64,8,8", "--set", "foo=3"], "none of the blocks named (cbam, se)", 2),
+    (["profile", "cbam", "se", "--shape", "1,64,8,8", "--set", "sk.groups=2"], "'sk' is not one of the blocks", 2),
+    (["profile", "cbam", "se", "--shape", "1,64,8,8", "--set", "se.kernel_size=3"], "se has no argument", 2),
+    (["sweep", "cbam", "--shape", "1,64,8,8", "--hw", "8,16", "--set", "reductoin=8"], "did you mean 'reduction'", 2),
+    (["profile", "cbam", "--shape", "1,64,8"], "cbam works on feature maps", 2),
+    (["profile", "cbam", "--shape", "-1,64,8,8"], "every dimension must be a positive integer, and -1 is not", 2),
+    (["sweep", "se", "--shape", "1,64,8,8", "--hw", "64:8:0"], "the step must be a positive integer", 2),
+    (["sweep", "se", "--shape", "1,64,8", "--hw", "8,16"], "se works on feature maps", 2),
+    (["profile", "se", "--shape", "1,8,4,4", "--mode", "train", "--plot", "{tmp}/roof.pdf"], "--mode train", 2),
+    (["profile", *CBAM, "--columns", "block,fwd_msec"], "no column 'fwd_msec'", 2),
+    (["profile", "CBAM", "--shape", "1,64,8,8"], "did you mean 'cbam'?", 2),
+    (["profile", "resnet18", "--shape", "1,3,64,64"], "resnet18 is a network, not a block: --network resnet18", 2),
+    (["sweep", "swin", "--shape", "1,64,8,8", "--hw", "8,16"], "did you mean 'swin-window-attention'?", 2),
+    (["info", "CBAM"], "did you mean 'cbam'?", 2),
+    (["info", "swin"], "did you mean 'swin-window-attention'?", 2),
+    (["info", "channel"], "'channel' is a family of", 2),
+]
+
+
+@pytest.mark.parametrize("args, fragment, status", EARLY, ids=[" ".join(c[0])[:60] for c in EARLY])
+def test_bad_input_is_answered_before_anything_is_measured(tmp_path, capsys, monkeypatch, args, fragment, status):
+    """One line with the suggestion, the usage exit status, and nothing reached: no device resolved (the step
+    that imports torch's device code), no ceiling calibrated, no row measured."""
+    reached = []
+    monkeypatch.setattr(runner.ProfileOptions, "checked", lambda self, here=True: reached.append("checked"))
+    monkeypatch.setattr(runner, "calibrate", lambda *a, **k: reached.append("calibrate"))
+    monkeypatch.setattr(runner, "profile_one", lambda *a, **k: reached.append("row") or {})
+    assert run([a.format(tmp=tmp_path) for a in args]) == status
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert fragment in err and "Traceback" not in err
+    assert reached == []
+
+
+def test_a_bad_set_value_does_not_import_torch():
+    """In a fresh process the answer comes before torch is imported (so within Python's start-up time)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from attnzoo.cli import run; "
+            "status = run(['profile', 'cbam', '--shape', '1,64,8,8', '--set', 'reduction=0']); "
+            "print(status, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert "takes a positive integer" in done.stderr
+
+
+def test_a_family_names_its_blocks_in_profile():
+    from attnzoo.registry import list_blocks, resolve_names
+
+    assert resolve_names(["channel"]) == [spec.name for spec in list_blocks(family="channel")]
+    assert resolve_names(["se", "channel"])[0] == "se"  # in order, without repeats
+
+
+def test_per_block_set_in_profile(capsys):
+    """BLOCK.KEY=VALUE sets one block; a plain KEY=VALUE every named block that takes it (se has no kernel)."""
+    code = run(["profile", "cbam", "se", "--shape", "1,64,8,8", "--mode", "infer", "--min-time", "0.01",
+                "--warmup", "0", "--set", "kernel_size=3", "--set", "se.reduction=4", "--set", "cbam.no_spatial=true",
+                "-f", "json"])
+    rows = {row["block"]: row for row in json.loads(capsys.readouterr().out)}
+    assert code == 0
+    assert rows["cbam"]["overrides"] == "kernel_size=3;no_spatial=True"
+    assert rows["se"]["overrides"] == "reduction=4"
+
+
+def test_per_block_set_in_sweep(capsys):
+    code = run(["sweep", "cbam", "se", "--shape", "1,64,8,8", "--hw", "4,8", "--mode", "infer", "--min-time",
+                "0.01", "--set", "cbam.reduction=8", "--set", "reduction=4", "-f", "json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert {(r["block"], r["overrides"]) for r in rows} == {("cbam", "reduction=8"), ("se", "reduction=4")}
+    assert len(rows) == 4
+
+
+# Tables that fit the terminal.
+def _raw_rows():
+    """Rows as the profiler writes them (no measurement): a long name, a long shape, big and small numbers."""
+    base = {"status": "ok", "device": "cpu", "device_name": "a CPU", "dtype": "float32", "threads": 2,
+            "torch": "2.x", "mode": "both", "overrides": "", "bytes_min": 153130000, "intensity": 631.1,
+            "bound": "compute", "of_limit": 0.158, "train_peak_mib": 2166.0}
+    return [{**base, "block": "mh-external-attention", "shape": "128,256,24,24", "params": 533888,
+             "macs": 48318382080, "fwd_ms": 2106.42, "fwd_iqr_ms": 31.5, "fwd_peak_mib": 1152.0,
+             "train_ms": 16850.1, "train_iqr_ms": 120.0},
+            {**base, "block": "se", "shape": "1,64,8,8", "params": 580, "macs": 512, "fwd_ms": 0.0386,
+             "fwd_iqr_ms": 0.0054, "fwd_peak_mib": 0.0161, "train_ms": 0.2091, "train_iqr_ms": 0.063,
+             "overrides": "reduction=4"}]
+
+
+def _table(monkeypatch, capsys, width, **options):
+    from attnzoo.cli.profile_cmd import _caption, _table_rows
+    from attnzoo.output import render
+
+    monkeypatch.setenv("COLUMNS", str(width))
+    rows = _raw_rows()
+    shown, labels = _table_rows(rows, options.get("wide", False), options.get("chosen"))
+    render(shown, "table", columns=labels, caption=_caption(rows), fit=options.get("chosen") is None,
+           wide=options.get("wide", False))
+    return shown, labels, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_the_table_fits_the_width_and_never_splits_a_number_or_a_shape(monkeypatch, capsys, width):
+    shown, labels, out = _table(monkeypatch, capsys, width)
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= width
+    header = next(line for line in lines if "block" in line and "shape" in line)
+    headings = [h.strip() for h in header.strip("┃ ").split("┃")]
+    assert headings[:3] == ["block", "shape", "status"]
+    for row in shown:  # every cell of every column shown is whole on one line
+        for heading in headings:
+            cell = str(row[heading]) if row[heading] is not None else ""
+            if isinstance(row[heading], int) and row[heading] >= 10_000:
+                cell = f"{row[heading]:,}"
+            assert any(cell in line for line in lines), (heading, cell)
+    left_out = [label for label in labels if label not in headings]
+    assert headings == [label for label in labels if label not in left_out]
+    if left_out:
+        note = " ".join(out.split("left out to fit")[1].split())
+        assert all(label in note for label in left_out)
+
+
+def test_the_default_columns_at_100_and_200(monkeypatch, capsys):
+    """At 200 the default set shows whole, with the setting the rows differ in (--set) and without the
+    columns only --wide shows; at 100 columns it is cut from the right, and says so."""
+    _, _, wide_out = _table(monkeypatch, capsys, 200)
+    for heading in ("block", "shape", "status", "params", "MACs", "fwd ms", "fwd MiB", "train ms", "set"):
+        assert heading in wide_out
+    assert "bytes min" not in wide_out and "left out" not in wide_out
+    _, _, narrow = _table(monkeypatch, capsys, 100)
+    assert "fwd ms" in narrow and "left out to fit 100 columns" in narrow
+
+
+def test_wide_and_columns(monkeypatch, capsys):
+    _, _, out = _table(monkeypatch, capsys, 80, wide=True)
+    assert "bytes min" in out and "train MiB" in out and "left out" not in out
+    _, _, out = _table(monkeypatch, capsys, 80, chosen=["block", "fwd_ms", "fwd_iqr_ms"])
+    header = next(line for line in out.splitlines() if "block" in line)
+    assert [h.strip() for h in header.strip("┃ ").split("┃")] == ["block", "fwd ms", "fwd_iqr_ms"]
+
+
+def test_piped_tables_follow_columns(monkeypatch, capsys):
+    from attnzoo.output import render
+
+    rows = [{"name": f"block-{i}", "title": "word " * 30} for i in range(3)]
+    monkeypatch.setenv("COLUMNS", "60")
+    render(rows, "table")
+    assert max(len(line) for line in capsys.readouterr().out.splitlines()) <= 60
+    monkeypatch.delenv("COLUMNS")
+    render(rows, "table")
+    assert max(len(line) for line in capsys.readouterr().out.splitlines()) > 80  # piped: not rich's 80
+
+
+def test_version(capsys):
+    from attnzoo import __version__
+
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out == f"attnzoo {__version__}\n"
+
+
+def test_singular_and_json_nulls(tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    assert run(["profile", *SE, "--output", str(out)]) == 0
+    assert f"wrote 1 row to {out}" in capsys.readouterr().err
+    row = json.loads(out.read_text())[0]
+    assert "" not in row.values()
+    assert row["compile"] is None and row["channels_last"] is False
+
+
+def test_out_and_output_are_the_same_option(tmp_path, capsys):
+    assert run(["list", "se", "--out", str(tmp_path / "a.csv")]) == 0
+    assert run(["list", "se", "--output", str(tmp_path / "b.csv")]) == 0
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()

@@ -82,3 +82,16 @@ def test_a_docstring_broken_over_lines_is_reflowed(monkeypatch, capsys):
     sentence = "A sentence that a docstring breaks in the middle, as train's did."
     assert sentence not in build(tidy=False)
     assert sentence in build(tidy=True)
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_shows_no_python_types(command, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert run([command, "--help"] if command else ["--help"]) == 0
+    out = capsys.readouterr().out
+    for shown in ("<bool>", "<str>", "<int>", "<float>", "<list[str]>"):
+        assert shown not in out
+    if command is None:
+        assert "--debug" in out and "--version" in out
+    if command == "train":
+        assert "--dtype" not in out  # train has no --dtype

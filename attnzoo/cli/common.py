@@ -14,10 +14,19 @@ RegistryOption = typer.Option(
     None, "--registry", "-r", metavar="DIR",
     help="Extra folder of block cards (repeatable); also read from $ATTNZOO_REGISTRY.")
 FormatOption = typer.Option("table", "--format", "-f", help="Output format: table, csv or json.")
-OutputOption = typer.Option(None, "--output", "-o", metavar="FILE", help="Write the data to FILE instead of stdout.")
+OutputOption = typer.Option(None, "--output", "--out", "-o", metavar="FILE",
+                            help="Write the data to FILE instead of stdout (--out is the same option).")
+#: train's --output: its --out is the run folder.
+SummaryOutputOption = typer.Option(None, "--output", "-o", metavar="FILE",
+                                   help="Write the summary to FILE instead of stdout (--out is the run folder).")
+# The table of rows (profile, sweep): which columns it shows. CSV and JSON always hold every column.
+WideOption = typer.Option(False, "--wide", help="Show every column in the table (default: the columns that fit).")
+ColumnsOption = typer.Option(None, "--columns", metavar="A,B,C",
+                             help="Show these columns in the table (names of the CSV header, or table headings).")
 # Measurement options shared by profile and sweep: None means "the suite's value, else the default".
 SetOption = typer.Option(None, "--set", metavar="KEY=VALUE",
-                         help="Override a constructor argument of the cards (repeatable).")
+                         help="Override a constructor argument (repeatable): KEY=VALUE for every named block that "
+                              "takes it, BLOCK.KEY=VALUE for one block.")
 DeviceOption = typer.Option(None, "--device", help="cpu, cuda (or cuda:N) or auto (default: auto).")
 DtypeOption = typer.Option(None, "--dtype", help="float32, float16 or bfloat16 (default: float32).")
 ThreadsOption = typer.Option(None, "--threads",
@@ -34,6 +43,11 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+def count(number: int, noun: str) -> str:
+    """``1 row``, ``2 rows``, ``0 rows``."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def say(text: str) -> None:
     """One line for the user on stderr, never wrapped (data goes to stdout)."""
     print(" ".join(str(text).split()), file=sys.stderr, flush=True)
@@ -44,6 +58,51 @@ def parse_overrides(values: Optional[List[str]]) -> dict:
     from attnzoo.build import parse_override
 
     return dict(parse_override(v) for v in values or [])
+
+
+def check_runs(runs, items: Optional[List[str]], dirs) -> list[dict[str, dict]]:
+    """Blocks, shapes and ``--set`` checked before torch is imported, for runs of ``(patterns, shapes,
+    overrides)``: unknown names, malformed shapes, a shape a block named explicitly (or every block) cannot
+    take, and ``--set`` items (``KEY=VALUE`` for every block that takes it, ``BLOCK.KEY=VALUE`` for one) whose
+    key no block takes or whose value its argument does not accept. Returns, per run, each block's overrides
+    (the run's own, then ``--set``'s)."""
+    from attnzoo.build import check_layout, parse_shape
+    from attnzoo.errors import ConfigError
+    from attnzoo.overrides import assign
+    from attnzoo.registry import get_spec, resolve_names
+
+    specs, dims, resolved = {}, [], []
+    for patterns, shapes, _ in runs:
+        names = resolve_names(patterns, dirs)
+        run_dims = [parse_shape(s) for s in shapes or []]
+        explicit = {p for p in patterns if not any(ch in p for ch in "*?[")}
+        for shape in run_dims:
+            cards = [get_spec(name, dirs) for name in names]
+            refused = []
+            for card in cards:
+                try:
+                    check_layout(card, shape)
+                except Exception as exc:  # noqa: BLE001  (a ShapeError)
+                    refused.append((card, exc))
+            for card, exc in refused:
+                if card.name in explicit or len(refused) == len(cards):
+                    raise exc
+        specs.update({name: get_spec(name, dirs) for name in names})
+        dims += run_dims
+        resolved.append(names)
+    if items and not specs:
+        raise ConfigError("--set sets a block's constructor argument: name a block")
+    assigned = assign(list(items or []), specs, dims)
+    return [{name: {**(run[2] or {}), **assigned[name]} for name in names} for run, names in zip(runs, resolved)]
+
+
+def split_plans(patterns: List[str], per_block: dict[str, dict]) -> list[tuple[list[str], dict]]:
+    """``(patterns, overrides)`` of a run: the patterns whole when every block gets the same overrides, else
+    one block a plan."""
+    values = list(per_block.values())
+    if all(v == values[0] for v in values):
+        return [(list(patterns), values[0] if values else {})]
+    return [([name], overrides) for name, overrides in per_block.items()]
 
 
 #: Set by :func:`attnzoo.cli.run` while a command given ``--debug`` runs (its argv, not ``sys.argv``).
@@ -68,7 +127,7 @@ CompileModeOption = typer.Option(
     None, "--compile-mode", metavar="MODE",
     help="torch.compile mode: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs.")
 AmpOption = typer.Option(False, "--amp",
-                         help="Autocast: bfloat16 on CPU, float16 on CUDA (weights stay in --dtype float32).")
+                         help="Autocast: bfloat16 on CPU, float16 on CUDA (the weights stay float32).")
 ChannelsLastOption = typer.Option(False, "--channels-last", help="Block and feature maps in channels-last format.")
 RecalibrateOption = typer.Option(
     False, "--recalibrate",
@@ -159,5 +218,54 @@ def tidy_help(application) -> None:
 
     for command in application.registered_commands:
         command.help = reflow(command.help if command.help is not None else inspect.getdoc(command.callback))
+        name_metavars(command.callback)
+    plain_help_types()
     if isinstance(application.info.help, str):  # else typer's placeholder for "no help given"
         application.info.help = reflow(application.info.help)
+
+
+def name_metavars(callback) -> None:
+    """Give every option and argument of ``callback`` without a metavar one a person reads: none for a flag,
+    N for an integer, NUMBER for a float, else the option's name in capitals (typer would show <bool>, <str>,
+    <list[str]>)."""
+    import inspect
+
+    from typer.models import ArgumentInfo, OptionInfo
+
+    for name, parameter in inspect.signature(callback).parameters.items():
+        info = parameter.default
+        if not isinstance(info, (OptionInfo, ArgumentInfo)) or info.metavar is not None:
+            continue
+        annotation = str(parameter.annotation)
+        if "bool" in annotation:
+            info.metavar = ""
+        elif "int" in annotation and "Path" not in annotation:
+            info.metavar = "N"
+        elif "float" in annotation:
+            info.metavar = "NUMBER"
+        else:
+            flags = [d for d in (getattr(info, "param_decls", None) or ()) if d.startswith("--")]
+            info.metavar = (flags[0][2:] if flags else name).upper().replace("-", "_")
+
+
+def plain_help_types() -> None:
+    """Recent typer shows a type beside every option and argument (<bool>, <str>): a flag takes no value and
+    an argument is already shown by its name, so show none for those (a metavar of an option still shows)."""
+    from typer import core
+
+    option, argument = getattr(core, "TyperOption", None), getattr(core, "TyperArgument", None)
+    if option is None or argument is None or not hasattr(option, "display_type_rich"):
+        return  # an older typer: its help shows no such types
+    if getattr(option.display_type_rich, "plain", False):
+        return
+    shown = option.display_type_rich
+
+    def option_type(self, ctx):
+        return None if getattr(self, "is_flag", False) and not self.metavar else shown(self, ctx)
+
+    def argument_type(self, ctx):
+        return None
+
+    option_type.plain = argument_type.plain = True
+    option.display_type_rich = option_type
+    argument.display_type_rich = argument_type

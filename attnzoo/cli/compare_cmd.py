@@ -10,7 +10,7 @@ from typing import Any, List, Optional
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import FormatOption, OutputOption, check_format, say
+from attnzoo.cli.common import FormatOption, OutputOption, check_format, count, say
 
 HELP = "\n\n".join([
     "Compare two result files of profile or sweep: ratios NEW / BASE and noise-aware verdicts.",
@@ -51,12 +51,12 @@ def _cell(row: dict[str, Any]) -> str:
 
 def _table(result, base_name: str, new_name: str, key: list[str]) -> None:
     """One line per pair with a column per metric, then the unmatched and failed rows."""
-    from rich.console import Console
     from rich.table import Table
 
-    import sys
 
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    from attnzoo.output import console as table_console
+
+    console = table_console()  # the terminal's width, COLUMNS when piped (else 200)
     pairs: dict[tuple, dict[str, Any]] = {}
     others = []
     for row in result.rows:
@@ -130,7 +130,7 @@ def compare_command(
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
     say(f"{result.matched} rows matched; " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
     if output:
-        say(f"wrote {len(result.rows)} rows to {output}")
+        say(f"wrote {count(len(result.rows), 'row')} to {output}")
     if fail_above is not None:
         worse = result.regressions(fail_above)
         for row in worse:

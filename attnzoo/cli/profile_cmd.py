@@ -14,7 +14,9 @@ from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
                                 RecalibrateOption, RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
-                                check_format, mode_settings, network_options, parse_overrides, registry_dirs, say)
+                                ColumnsOption, WideOption,
+                                check_format, check_runs, count, mode_settings, network_options, registry_dirs, say,
+                                split_plans)
 
 HELP = "\n\n".join([
     'Profile blocks: parameters, MACs / FLOPs, latency and peak memory, one row per block and shape.',
@@ -82,16 +84,62 @@ def _shown(column, row: dict[str, Any]) -> Any:
     return value
 
 
-def _table_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
-    """What the table shows: the columns with a label (attnzoo.profiling.measurements), counts with SI
-    prefixes, time as median ± IQR, and only columns that have a value in some row. CSV and JSON keep raw
-    columns."""
+#: The table's columns by default (--wide shows every column with a value, --columns chooses): what fits
+#: 100 characters, beside the columns of the settings the rows differ in.
+DEFAULT_COLUMNS = ("block", "shape", "status", "network", "params", "macs", "fwd_ms", "fwd_peak_mib", "train_ms")
+#: Settings shown as a column when the rows differ in them (the caption names those they share).
+VARIED = ("network", "placement", "overrides", "mode", "dtype", "device", "compile", "amp", "channels_last",
+          "threads")
+_VARIED_LABELS = {"overrides": "set", "channels_last": "channels last"}
+
+
+def _label(column) -> str:
+    return column.label or _VARIED_LABELS.get(column.name, column.name)
+
+
+def check_columns(text: Optional[str]) -> Optional[list[str]]:
+    """``--columns a,b,c``: column names or table headings, checked before anything is measured."""
+    if text is None:
+        return None
+    from attnzoo.errors import ConfigError
+    from attnzoo.columns import ALL_COLUMNS
+    from attnzoo.registry import closest
+
+    known = {c.name: c.name for c in ALL_COLUMNS}
+    known.update({c.label: c.name for c in ALL_COLUMNS if c.label})
+    chosen = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if item not in known:
+            close = closest(item, [c.name for c in ALL_COLUMNS], n=2)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; see --format csv's header"
+            raise ConfigError(f"--columns: no column '{item}'{hint}")
+        chosen.append(known[item])
+    if not chosen:
+        raise ConfigError("--columns needs column names, e.g. --columns block,shape,fwd_ms")
+    return chosen
+
+
+def _table_rows(rows: list[dict[str, Any]], wide: bool = False,
+                chosen: Optional[list[str]] = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """What the table shows: by default DEFAULT_COLUMNS and the settings the rows differ in; with ``wide``
+    every labelled column (attnzoo.profiling.measurements) that has a value; with ``chosen`` those columns.
+    Counts with SI prefixes, time as median ± IQR, and only columns that have a value in some row. CSV and
+    JSON keep every raw column."""
     from attnzoo.columns import ALL_COLUMNS
 
-    labelled = [c for c in ALL_COLUMNS if c.label]
-    shown = [{c.label: _shown(c, row) for c in labelled} for row in rows]
+    by_name = {c.name: c for c in ALL_COLUMNS}
+    varied = [name for name in VARIED if name in by_name and len({str(row.get(name)) for row in rows}) > 1]
+    if chosen is not None:
+        wanted = [by_name[name] for name in chosen]
+    else:
+        base = [c.name for c in ALL_COLUMNS if c.label] if wide else list(DEFAULT_COLUMNS)
+        wanted = [by_name[name] for name in base + [v for v in varied if v not in base]]
+    shown = [{_label(c): _shown(c, row) for c in wanted} for row in rows]
     keep = ("block", "shape", "status")
-    columns = [c.label for c in labelled if c.label in keep or any(r[c.label] not in ("", None) for r in shown)]
+    columns = [_label(c) for c in wanted
+               if chosen is not None or c.name in keep or any(r[_label(c)] not in ("", None) for r in shown)]
     return shown, columns
 
 
@@ -103,8 +151,9 @@ def _caption(rows: list[dict[str, Any]]) -> str:
              "channels-last" if first.get("channels_last") in (True, "True") else ""]
     gflops = next((row["device_gflops"] for row in rows if row.get("device_gflops")), None)
     matmul = f" · compute ceiling {gflops:g} GFLOP/s" if gflops else ""
+    shared = first.get("overrides") if len({row.get("overrides") for row in rows}) == 1 else None
     where = " · ".join([str(first.get("device_name") or first["device"]), first["dtype"], *filter(None, modes),
-                        threads, f"torch {first['torch']}"])
+                        threads, f"torch {first['torch']}", *([f"--set {shared}"] if shared else [])])
     return (f"{where}{matmul}\n"
             "1 MAC = 1 multiply-add = 2 FLOPs · time: median ± IQR · MiB: peak above inputs and weights · "
             "of limit: the roofline's time over the measured one (1 = at the hardware's limit)")
@@ -145,6 +194,8 @@ def profile_command(
     retry_failed: bool = RetryFailedOption,
     fmt: str = FormatOption,
     output: Optional[str] = OutputOption,
+    wide: bool = WideOption,
+    columns: Optional[str] = ColumnsOption,
     registry: Optional[List[str]] = RegistryOption,
     network: Optional[List[str]] = NetworkOption,
     placement: Optional[str] = PlacementOption,
@@ -154,13 +205,12 @@ def profile_command(
     from attnzoo.cli.common import debug_enabled
     from attnzoo.errors import ConfigError
     from attnzoo.output import output_format, render
-    from attnzoo.profiling.runner import COLUMNS, ProfileOptions, failed
 
     fmt = check_format(fmt)
+    chosen = check_columns(columns)
     file_fmt = output_format(output, fmt)  # a path that cannot be written ends here, before any measurement
     part = parse_shard(shard)
     dirs = registry_dirs(registry)
-    cli_overrides = parse_overrides(overrides)
     given = {key: value for key, value in (("device", device), ("dtype", dtype), ("mode", mode),
                                            ("min_time", min_time), ("warmup", warmup),
                                            ("threads", threads)) if value is not None}
@@ -179,14 +229,25 @@ def profile_command(
         title = f"attnzoo profile: {loaded.title}"
         if network or placement or stages:
             raise ConfigError("--suite takes its networks from the suite: give no --network, --placement or --stages")
-        plans = [(run.blocks, run.shapes, {**run.overrides, **cli_overrides}, run.network_options)
-                 for run in loaded.runs]
+        runs = [(run.blocks, run.shapes, run.overrides) for run in loaded.runs]
+        per_run = check_runs(runs, overrides, dirs)  # names, shapes and --set, before torch is imported
+        plans = [(patterns, run.shapes, run_overrides, run.network_options)
+                 for run, per_block in zip(loaded.runs, per_run)
+                 for patterns, run_overrides in split_plans(run.blocks, per_block)]
     else:
         settings = given
         patterns = list(names or []) + (["*"] if all_blocks else [])
         if not patterns and not network:
             raise ConfigError("name at least one block (or --all, or --suite NAME); see 'attnzoo list'")
-        plans = [(patterns, list(shape or []), cli_overrides, network_options(network, placement, stages))]
+        in_network = network_options(network, placement, stages)
+        per_block = check_runs([(patterns, list(shape or []), {})], overrides, dirs)[0]
+        plans = [(run_patterns, list(shape or []), run_overrides, in_network)
+                 for run_patterns, run_overrides in split_plans(patterns, per_block)]
+    if plot is not None and settings.get("mode") == "train":
+        raise ConfigError("--plot draws the roofline of forward rows, and --mode train measures none: "
+                          "use --mode infer or both")
+    from attnzoo.profiling.runner import COLUMNS, ProfileOptions, failed  # imports torch: after the checks
+
     options = ProfileOptions(raise_errors=debug_enabled(), **settings)
     if depth < 1:
         raise ConfigError(f"--depth must be at least 1, got {depth}")
@@ -209,13 +270,13 @@ def profile_command(
             where = f" in {row['network']}" if row.get("network") else ""
             say(f"attnzoo: {row['block']}{where} at {row['shape']}: {row['status']}")
     if fmt == "table" and len(bad) < len(rows):  # with --output x.csv the table still shows on the terminal
-        shown, columns = _table_rows(rows)
-        render(shown, "table", columns=columns, title=title, caption=_caption(rows),
-               output=output if file_fmt == "table" else None)
+        shown, labels = _table_rows(rows, wide, chosen)
+        render(shown, "table", columns=labels, title=title, caption=_caption(rows),
+               output=output if file_fmt == "table" else None, fit=chosen is None, wide=wide)
     if output is None and fmt != "table":
         render(rows, fmt, columns=COLUMNS)
     if output:
-        say(f"wrote {len(rows)} rows to {output}")
+        say(f"wrote {count(len(rows), 'row')} to {output}")
     if plot is not None:
         from attnzoo.profiling.roofline import plot_roofline
         from attnzoo.profiling.runner import calibrate
@@ -276,6 +337,7 @@ def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output,
         checked = dataclasses.replace(checked, device=executor.default_device())
     units = [unit for blocks, shapes, run_overrides, in_networks in plans
              for unit in plan_units(blocks, shapes, checked, run_overrides, dirs, **in_networks)]
+    units = list({unit.id: unit for unit in units}.values())  # a network's plain row once, when plans are per block
     refuse_if_none_can_run(units)  # a block that cannot take the shape is answered before any measurement
     row_file = RowFile(output, file_fmt, COLUMNS) if output is not None and file_fmt != "table" else None
     campaign = Campaign("profile", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,

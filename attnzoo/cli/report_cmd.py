@@ -22,7 +22,8 @@ HELP = "\n\n".join([
 @app.command("report", help=HELP)
 def report_command(
     results: List[str] = typer.Argument(..., help="Result files (.csv or .json)."),
-    out: str = typer.Option("report.html", "--out", "-o", metavar="FILE", help="The page to write (.html)."),
+    out: str = typer.Option("report.html", "--out", "--output", "-o", metavar="FILE",
+                                   help="The page to write (.html); --output is the same option."),
     title: str = typer.Option("attnzoo report", "--title", help="The page's title."),
     registry: Optional[List[str]] = RegistryOption,
 ) -> None:

@@ -15,7 +15,9 @@ from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
                                 RecalibrateOption, RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
-                                check_format, mode_settings, network_options, parse_overrides, registry_dirs, say)
+                                ColumnsOption, WideOption,
+                                check_format, check_runs, count, mode_settings, network_options, registry_dirs, say,
+                                split_plans)
 
 HELP = "\n\n".join([
     "Sweep input sizes and fit how cost grows: MACs, latency and peak memory against N = H*W "
@@ -109,6 +111,8 @@ def sweep_command(
                                            help="Report where each block becomes cheaper than this one."),
     fmt: str = FormatOption,
     output: Optional[str] = OutputOption,
+    wide: bool = WideOption,
+    columns: Optional[str] = ColumnsOption,
     registry: Optional[List[str]] = RegistryOption,
     network: Optional[List[str]] = NetworkOption,
     placement: Optional[str] = PlacementOption,
@@ -124,12 +128,14 @@ def sweep_command(
     from attnzoo.campaign.units import Unit
     from attnzoo.cli.common import debug_enabled
     from attnzoo.errors import ConfigError
-    from attnzoo.profiling.runner import COLUMNS, ProfileOptions, refuse_if_none_can_run, unit_settings
     from attnzoo.registry import get_spec, resolve_names
     from attnzoo.output import PLOT_SUFFIXES, check_output, output_format
     from attnzoo.growth import grid_shapes, parse_values
 
     fmt = check_format(fmt)
+    from attnzoo.cli.profile_cmd import check_columns
+
+    chosen = check_columns(columns)
     # Paths that cannot be written end here, before any measurement.
     if output is not None and output_format(output, fmt) == "table":
         raise ConfigError(f"--output {output}: a sweep writes its rows as .csv or .json")
@@ -137,7 +143,6 @@ def sweep_command(
         check_output(plot, "--plot", PLOT_SUFFIXES)
     part = parse_shard(shard)
     dirs = registry_dirs(registry)
-    cli_overrides = parse_overrides(overrides)
     given = {k: v for k, v in (("device", device), ("dtype", dtype), ("mode", mode), ("min_time", min_time),
                                ("threads", threads)) if v is not None}
     given.update(mode_settings(compile_, compile_mode, amp, channels_last))
@@ -157,9 +162,9 @@ def sweep_command(
         check_blocks(loaded, dirs)
         over = loaded.sweep_over
         settings.update(loaded.options)
-        for run in loaded.runs:
-            for name in resolve_names(run.blocks, dirs):
-                plan += [(name, parse_shape(s), {**run.overrides, **cli_overrides}) for s in run.shapes]
+        per_run = check_runs([(run.blocks, run.shapes, run.overrides) for run in loaded.runs], overrides, dirs)
+        for run, per_block in zip(loaded.runs, per_run):
+            plan += [(name, parse_shape(s), extra) for name, extra in per_block.items() for s in run.shapes]
     else:
         in_network = network_options(network, placement, stages)
         if in_network:
@@ -180,8 +185,12 @@ def sweep_command(
         else:
             raise ConfigError("give the grid with --hw 8,16,32 (or --over channels --values 32,64,128)")
         grid = grid_shapes(parse_shape(shape), over, parse_values(grid_text))
-        plan = [(name, point, cli_overrides) for name in resolve_names(names, dirs) for point in grid]
+        per_block = check_runs([(names or [], grid, {})], overrides, dirs)[0]  # before torch is imported
+        plan = [(name, point, extra) for name, extra in per_block.items() for point in grid]
     settings.update(given)
+    # imports torch: after the checks
+    from attnzoo.profiling.runner import COLUMNS, ProfileOptions, refuse_if_none_can_run, unit_settings
+
     options = ProfileOptions(raise_errors=debug_enabled(), **settings).checked(here=ray is None)
     executor = make_executor(ray, raise_errors=options.raise_errors)  # a Ray that cannot be reached ends here
     if options.device == "auto":  # under Ray: the cluster's devices decide
@@ -206,8 +215,10 @@ def sweep_command(
     if network and suite is None:
         from attnzoo.profiling.networks import plan_network_units
 
-        units = plan_network_units(names or [], resolve_names(names or [], dirs), grid, network, placement, stages,
-                                   unit_settings(options), cli_overrides, dirs)
+        units = [unit for patterns, extra in split_plans(names or [], per_block)
+                 for unit in plan_network_units(patterns, resolve_names(patterns, dirs), grid, network, placement,
+                                                stages, unit_settings(options), extra, dirs)]
+        units = list({unit.id: unit for unit in units}.values())  # the plain network's points once
     refuse_if_none_can_run(units)  # no block can take the grid's shapes: said before any measurement
     row_file = RowFile(output, output_format(output, fmt), COLUMNS) if output else None
     campaign = Campaign("sweep", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
@@ -229,7 +240,7 @@ def sweep_command(
 
         add_network_deltas(rows)
     results = _crossovers(rows, baseline, over, row_file) if baseline is not None else None
-    return _report(rows, specs, over, fmt, output, plot, results)
+    return _report(rows, specs, over, fmt, output, plot, results, wide, chosen)
 
 
 class _PLAIN:
@@ -329,7 +340,7 @@ def _measure(campaign, executor, options, over, limit, recalibrate: bool = False
         return campaign.run(executor, before=before, progress=progress, on_row=on_row)
 
 
-def _report(rows, specs, over, fmt, output, plot, results=None) -> int:
+def _report(rows, specs, over, fmt, output, plot, results=None, wide=False, chosen=None) -> int:
     from attnzoo.cli.profile_cmd import _caption, _table_rows
     from attnzoo.output import render, to_table
     from attnzoo.profiling.runner import COLUMNS
@@ -347,8 +358,9 @@ def _report(rows, specs, over, fmt, output, plot, results=None) -> int:
     if fmt == "table":
         ok = [r for r in rows if r["status"] == "ok"]
         if ok:
-            shown, columns = _table_rows(rows)
-            render(shown, "table", columns=columns, title="attnzoo sweep", caption=_caption(ok))
+            shown, labels = _table_rows(rows, wide, chosen)
+            render(shown, "table", columns=labels, title="attnzoo sweep", caption=_caption(ok), fit=chosen is None,
+                   wide=wide)
         render(fits, "table", columns=fit_columns, title=title)
         if cross:
             render(cross[0], "table", columns=cross[1], title=cross[2])
@@ -364,7 +376,7 @@ def _report(rows, specs, over, fmt, output, plot, results=None) -> int:
         if cross:
             render(cross[0], "table", columns=cross[1], title=cross[2])
     if output:
-        say(f"{len(rows)} rows in {output}")
+        say(f"{count(len(rows), 'row')} in {output}")
     if plot:
         plot_rows(rows, over, plot, **({"families": {name: spec.family for name, spec in specs.items()},
                                          "crossover_results": results} if results is not None else {}))

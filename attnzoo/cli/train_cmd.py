@@ -8,8 +8,9 @@ from typing import List, Optional
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileOption, FormatOption, OutputOption, RayOption,
-                                RegistryOption, RetryFailedOption, ShardOption, check_format, registry_dirs, say)
+from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileOption, FormatOption, RayOption,
+                                RegistryOption, RetryFailedOption, ShardOption, SummaryOutputOption, check_format, count,
+                                registry_dirs, say)
 from attnzoo.errors import ConfigError
 
 DEFAULT_OUT = Path("runs") / "train"
@@ -104,7 +105,7 @@ def train_command(
     amp: bool = AmpOption,
     channels_last: bool = ChannelsLastOption,
     fmt: str = FormatOption,
-    output: Optional[str] = OutputOption,
+    output: Optional[str] = SummaryOutputOption,
     registry: Optional[List[str]] = RegistryOption,
 ) -> None:
     from attnzoo.output import check_dir, output_format, render
@@ -267,15 +268,16 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
     def on_row(row):
         finished[0] += 1
         shown = f"min test loss {row['min_test_loss']:.4g}" if row["status"] == "ok" else row["status"]
-        say(f"[{finished[0]}/{len(todo)}] {row['block']} seed {row['seed']}: {shown} ({row.get('wall_s')} s)")
+        say(f"[{finished[0]}/{len(todo)}] {row['block']} seed {row['seed']}: {shown}"
+            + (f" ({row['wall_s']} s)" if row.get("wall_s") is not None else ""))
 
     rows = campaign.run(_WithCost(executor, costs), on_row=on_row)
     summary = summarise(rows, ARTICLE)
     write_atomic(base / "summary.csv", to_csv(summary, SUMMARY_COLUMNS))
     say(f"wrote {rows_file.path} ({len(rows_file.rows)} runs) and {base / 'summary.csv'}")
-    caption = (f"{protocol.epochs} epochs, {protocol.train_size}/{protocol.test_size} images, mean ± std over "
+    caption = (f"{count(protocol.epochs, 'epoch')}, {protocol.train_size}/{protocol.test_size} images, mean ± std over "
                f"{len(seed_list)} seeds; epochs_to_target: to test loss {protocol.target_loss}; last_test_loss: "
-               f"the mean of the last {protocol.last} epochs · article (50 epochs on STL10): min test loss cnn "
+               f"the mean of the last {count(protocol.last, 'epoch')} · article (50 epochs on STL10): min test loss cnn "
                "0.054, mha 0.042, conv-mha 0.014, cbam 0.028")
     if fmt == "table" and not output:
         shown = [{**line, **{c: with_spread(line[c], line[f"{c}_std"]) for c in

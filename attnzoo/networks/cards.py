@@ -78,9 +78,9 @@ def _validate(data: dict[str, Any], path: Path) -> NetworkSpec:
 
 def network_dirs(extra: Iterable[str | os.PathLike] = ()) -> tuple[Path, ...]:
     """The ``networks/`` folder of every registry folder that has one (the bundled one always)."""
-    from attnzoo.registry import registry_dirs
+    from attnzoo.registry import NETWORK_FOLDER, registry_dirs
 
-    folders = [d / "networks" for d in registry_dirs(extra)]
+    folders = [d / NETWORK_FOLDER for d in registry_dirs(extra)]
     return tuple(f for i, f in enumerate(folders) if i == 0 or f.is_dir())
 
 

@@ -217,7 +217,7 @@ def run_one(run: TrainRun, protocol: Protocol, data, info=None, resume: bool = F
         "train_size": protocol.train_size, "test_size": protocol.test_size, "batch_size": protocol.batch_size,
         "lr": protocol.lr, "target_loss": protocol.target_loss, "last_epochs": protocol.last,
         "overrides": " ".join(f"{k}={v}" for k, v in sorted(run.overrides.items())),
-        "device": str(info.device) if info is not None else protocol.device, "torch": torch.__version__.split("+")[0],
+        "device": str(info.device) if info is not None else protocol.device, "torch": torch.__version__,
     }
     try:
         model = build_model(run.block, run.overrides, protocol.registry, run.seed, protocol.batch_size)
