@@ -49,7 +49,9 @@ CORPUS = [
     (["profile", *SE, "--output", "{tmp}/afile/x.csv"], "is not a folder", 2),
     (["profile", *SE, "--format", "csv", "--output", "{tmp}/x.json"], "does not match", 2),
     (["profile", "--suite", "nosuch"], "no suite 'nosuch'", 2),
-    (["profile", "mha", "--shape", "1,10,4,4", "--mode", "infer"], "divisible by num_heads", 1),  # a row fails
+    (["profile", "mha", "--shape", "1,10,4,4", "--mode", "infer"], "divisible by num_heads", 2),  # refused: no row can run
+    (["profile", "mha", "se", "--shape", "1,10,4,4", "--mode", "infer", "--min-time", "0.01"], "divisible by num_heads",
+     1),  # mha a failed row, se measured
     (["profile", *SE, "--set", "reduction=0"], "se's reduction takes a positive integer", 2),
     # sweep
     ([*SWEEP, "--plot", "{tmp}/p.bmpx"], "--plot {tmp}/p.bmpx: unknown format", 2),
@@ -97,7 +99,7 @@ CORPUS = [
     (["list", "--registry", "{tmp}/cards-family"], "family", 2),
     (["list", "--registry", "{tmp}/cards-duplicate"], "duplicate block name 'se'", 2),
     (["info", "mine", "--registry", "{tmp}/cards-family"], "family", 2),
-    (["profile", "mine", "--registry", "{tmp}/cards-import", "--shape", "1,8,4,4"], "cannot import", 1),
+    (["profile", "mine", "--registry", "{tmp}/cards-import", "--shape", "1,8,4,4"], "cannot import", 2),  # no row can run
 ]
 
 

@@ -19,8 +19,9 @@ import weakref
 from typing import Any, Callable
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+
+from attnzoo.profiling.traffic import EagerDispatchMode
 
 MIB = 1024 * 1024
 
@@ -32,7 +33,7 @@ def _storage(tensor: torch.Tensor):
         return None
 
 
-class TensorAllocationTracker(TorchDispatchMode):
+class TensorAllocationTracker(EagerDispatchMode):
     """Running and peak bytes of tensor storages created while the mode is active.
 
     >>> with TensorAllocationTracker() as tracker:

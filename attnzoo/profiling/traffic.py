@@ -34,7 +34,18 @@ def _is_view(func) -> bool:
     return bool(getattr(func, "is_view", False))
 
 
-class TrafficCounter(TorchDispatchMode):
+class EagerDispatchMode(TorchDispatchMode):
+    """A dispatch mode that only ever watches eager code. Recent torch wraps a mode's ``__torch_dispatch__``
+    in ``torch._dynamo.disable`` unless the mode opts out, and the first call then imports torch._dynamo
+    (about 2 s): an eager forward never runs under Dynamo, so these modes opt out (older torch has no such
+    hook and ignores it)."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+
+class TrafficCounter(EagerDispatchMode):
     """Sums the tensor bytes in and out of every operator executed while active; ``by_op`` per operator."""
 
     def __init__(self) -> None:
@@ -82,4 +93,4 @@ def count_traffic(module: nn.Module, inputs: Sequence[torch.Tensor], context=Non
     return Traffic(bytes_min=low, bytes_eager=counter.total, by_op=dict(counter.by_op))
 
 
-__all__ = ["Traffic", "TrafficCounter", "count_traffic", "minimum_bytes", "tensor_bytes"]
+__all__ = ["EagerDispatchMode", "Traffic", "TrafficCounter", "count_traffic", "minimum_bytes", "tensor_bytes"]
