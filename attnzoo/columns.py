@@ -72,6 +72,9 @@ ENVIRONMENT = (
     Column("compile", style="text", lower_is_better=None, describe="torch.compile mode, empty when eager"),
     Column("amp", style="text", lower_is_better=None, describe="autocast dtype, empty when off"),
     Column("channels_last", style="text", lower_is_better=None, describe="channels-last memory format"),
+    Column("input_scale", lower_is_better=None, describe="the inputs' standard deviation (--input-scale; 1: unit)"),
+    Column("sdpa_backend", style="text", lower_is_better=None,
+           describe="the SDPA backend asked for (--sdpa-backend; auto: torch's choice)"),
     Column("device", style="text", lower_is_better=None),
     Column("device_name", style="text", lower_is_better=None, describe="CPU model or GPU name"),
     Column("dtype", style="text", lower_is_better=None),
@@ -149,7 +152,24 @@ TRAINING_MEMORY = (
     Column("train_peak_mib", unit="MiB", label="train MiB", metric=True,
            describe="training step peak memory: above inputs and weights"),
 )
-MEASURED_GROUPS = (PARAMETERS, MACS, BYTES, COMPILING, FORWARD, FORWARD_MEMORY, ROOFLINE, TRAINING, TRAINING_MEMORY)
+# What a mode costs in accuracy: the measured module's output (and, when a row trains, its input's gradient)
+# against eager float32 on the same inputs and weights; empty for an eager float32 row, which is the reference.
+NUMERICS = (
+    Column("max_abs_err", label="max err", lower_is_better=True,
+           describe="output's largest absolute difference to eager float32 (same inputs, same weights)"),
+    Column("rel_err", label="rel err", lower_is_better=True,
+           describe="max_abs_err over the largest magnitude of the eager float32 output"),
+    Column("nonfinite", label="NaN/inf", lower_is_better=True,
+           describe="NaN and inf values in the output (0: all finite)"),
+    Column("grad_max_abs_err", lower_is_better=True,
+           describe="the input gradient's largest absolute difference to eager float32 (train and both)"),
+    Column("grad_rel_err", lower_is_better=True, describe="grad_max_abs_err over the largest float32 gradient"),
+    Column("grad_nonfinite", lower_is_better=True, describe="NaN and inf values in the input gradient"),
+    Column("sdpa_kernel", style="text", lower_is_better=None,
+           describe="the scaled_dot_product_attention kernel that ran (math, flash, efficient, cudnn; empty: none)"),
+)
+MEASURED_GROUPS = (PARAMETERS, MACS, BYTES, COMPILING, FORWARD, FORWARD_MEMORY, ROOFLINE, TRAINING, TRAINING_MEMORY,
+                   NUMERICS)
 
 #: Every column of a row, in order: identity, measurements, environment.
 ALL_COLUMNS: tuple[Column, ...] = (IDENTITY + NETWORK + tuple(c for group in MEASURED_GROUPS for c in group)
@@ -161,10 +181,11 @@ METRICS: tuple[str, ...] = tuple(c.name for c in ALL_COLUMNS if c.metric)
 
 #: Where a row was measured and how: the columns that tell two runs apart. Any may be absent from a file.
 ENV_COLUMNS = ("device", "device_name", "cuda_version", "dtype", "threads", "torch", "attnzoo_version", "mode",
-               "compile", "amp", "channels_last")
+               "compile", "amp", "channels_last", "input_scale", "sdpa_backend")
 #: Columns measured (not settings): numbers that compare and report show.
 MEASURED = ("params", "trainable_params", "macs", "flops", "fwd_ms", "fwd_iqr_ms", "fwd_runs", "train_ms",
-            "train_iqr_ms", "train_runs", "fwd_peak_mib", "train_peak_mib", "efficiency", "device_gflops")
+            "train_iqr_ms", "train_runs", "fwd_peak_mib", "train_peak_mib", "efficiency", "device_gflops",
+            "max_abs_err", "rel_err", "nonfinite", "grad_max_abs_err", "grad_rel_err", "grad_nonfinite")
 
 __all__ = ["ALL_COLUMNS", "BY_NAME", "COLUMNS", "Column", "ENV_COLUMNS", "ENVIRONMENT", "IDENTITY", "MEASURED",
            "METRICS", "NETWORK", "NETWORK_DELTAS"]

@@ -1,13 +1,12 @@
-"""The modes of a run (``--compile``, ``--amp``, ``--channels-last``) that profiling and training share:
-what autocast computes in and whether the compiler can run. Training reaches them here without importing
+"""The modes of a run (``--compile``, ``--amp``, ``--channels-last``, ``--sdpa-backend``) that profiling and
+training share: what autocast computes in, which attention kernel runs and whether the compiler can run.
+Importing it does not import torch (the command line checks options with it first). Training reaches them here without importing
 the profiler; :mod:`attnzoo.profiling.prepare` is where profiling applies them to a block.
 """
 
 from __future__ import annotations
 
 import contextlib
-
-import torch
 
 
 def check_compiler(device_type: str) -> None:
@@ -33,12 +32,71 @@ def autocast(device: str, enabled: bool):
     """The autocast context of ``--amp`` on ``device`` (a null context when off)."""
     if not enabled:
         return contextlib.nullcontext()
+    import torch
+
     return torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype(device))
 
 
-def autocast_dtype(device: str) -> torch.dtype:
+def autocast_dtype(device: str):
     """What ``--amp`` computes in: bfloat16 on the CPU (its fast half type), float16 on CUDA."""
+    import torch
+
     return torch.float16 if device.startswith("cuda") else torch.bfloat16
 
 
-__all__ = ["autocast", "autocast_dtype", "check_compiler"]
+#: ``--sdpa-backend``: auto (torch chooses) or one of torch.nn.attention.SDPBackend's kernels.
+SDPA_BACKENDS = {"auto": None, "math": "MATH", "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION",
+                 "cudnn": "CUDNN_ATTENTION"}
+
+
+def sdpa_backend(name: str):
+    """The context that makes scaled_dot_product_attention use backend ``name`` only (a null context for
+    auto). A kernel that the device or the inputs cannot take then fails with torch's reason."""
+    if SDPA_BACKENDS.get(name) is None:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(getattr(SDPBackend, SDPA_BACKENDS[name]))
+
+
+def check_sdpa_backend(name: str) -> None:
+    """Refuse (ConfigError) a backend this torch does not know."""
+    from attnzoo.errors import ConfigError
+
+    if name not in SDPA_BACKENDS:
+        raise ConfigError(f"--sdpa-backend {name}: not one of {', '.join(SDPA_BACKENDS)}")
+    if SDPA_BACKENDS[name] is None:
+        return
+    import torch
+
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: F401  (torch >= 2.3)
+    except ImportError:
+        raise ConfigError(f"--sdpa-backend {name} needs torch.nn.attention (torch 2.3 or newer); this is torch "
+                          f"{torch.__version__}") from None
+    if not hasattr(SDPBackend, SDPA_BACKENDS[name]):
+        raise ConfigError(f"--sdpa-backend {name}: torch {torch.__version__} has no {SDPA_BACKENDS[name]} kernel")
+
+
+def sdpa_kernel_chosen(args: tuple, kwargs: dict) -> str:
+    """Which kernel scaled_dot_product_attention picks for these arguments under the current backend
+    settings (torch's own dispatcher choice), as --sdpa-backend names it; "none" when no kernel can run."""
+    import torch
+
+    names = {v: k for k, v in SDPA_BACKENDS.items() if v}
+    try:
+        query, key, value = (list(args) + [kwargs.get(n) for n in ("query", "key", "value")][len(args):])[:3]
+        extra = {k: kwargs[k] for k in ("attn_mask", "dropout_p", "is_causal", "scale") if k in kwargs}
+        chosen = torch._fused_sdp_choice(query, key, value, *args[3:6], **extra)
+    except Exception:  # noqa: BLE001  (no viable kernel, or a torch without the private chooser)
+        return "none"
+    from torch.nn.attention import SDPBackend
+
+    for member in names:
+        if hasattr(SDPBackend, member) and int(getattr(SDPBackend, member)) == int(chosen):
+            return names[member]
+    return str(chosen)
+
+
+__all__ = ["SDPA_BACKENDS", "autocast", "autocast_dtype", "check_compiler", "check_sdpa_backend", "sdpa_backend",
+           "sdpa_kernel_chosen"]

@@ -135,10 +135,36 @@ RecalibrateOption = typer.Option(
          "(attnzoo calibrate --show lists them).")
 
 
-def mode_settings(compile_: bool, compile_mode: Optional[str], amp: bool, channels_last: bool) -> dict:
-    """The modes given on the command line (flags left off are not given, so a suite's value stands)."""
+InputScaleOption = typer.Option(
+    None, "--input-scale", metavar="S",
+    help="Inputs with standard deviation S instead of 1 (the larger activations deep residual streams reach: "
+         "where half precision overflows).")
+SdpaBackendOption = typer.Option(
+    None, "--sdpa-backend", metavar="NAME",
+    help="scaled_dot_product_attention's kernel: auto (torch's choice), math, flash, efficient or cudnn; a "
+         "kernel the device or inputs cannot take is the row's status. The sdpa_kernel column says which ran.")
+
+
+def mode_settings(compile_: bool, compile_mode: Optional[str], amp: bool, channels_last: bool,
+                  input_scale: Optional[float] = None, sdpa_backend: Optional[str] = None) -> dict:
+    """The modes given on the command line (flags left off are not given, so a suite's value stands),
+    checked before anything heavy is imported."""
+    import math
+
+    from attnzoo.errors import ConfigError
+    from attnzoo.modes import SDPA_BACKENDS
+
+    if input_scale is not None and not (math.isfinite(input_scale) and input_scale > 0):
+        raise ConfigError(f"--input-scale {input_scale}: the inputs' standard deviation must be a positive finite "
+                          "number (1: unit variance)")
+    if sdpa_backend is not None and sdpa_backend not in SDPA_BACKENDS:
+        from attnzoo.registry import closest
+
+        close = closest(sdpa_backend, list(SDPA_BACKENDS), n=1)
+        raise ConfigError(f"--sdpa-backend {sdpa_backend}: not one of {', '.join(SDPA_BACKENDS)}"
+                          + (f"; did you mean '{close[0]}'?" if close else ""))
     given = {"compile": compile_ or None, "compile_mode": compile_mode, "amp": amp or None,
-             "channels_last": channels_last or None}
+             "channels_last": channels_last or None, "input_scale": input_scale, "sdpa_backend": sdpa_backend}
     return {key: value for key, value in given.items() if value is not None}
 
 

@@ -13,7 +13,7 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
-                                RecalibrateOption, RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
+                                InputScaleOption, RecalibrateOption, RegistryOption, SdpaBackendOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
                                 ColumnsOption, WideOption,
                                 check_format, check_runs, count, mode_settings, network_options, registry_dirs, say,
                                 split_plans)
@@ -180,6 +180,8 @@ def profile_command(
     compile_mode: Optional[str] = CompileModeOption,
     amp: bool = AmpOption,
     channels_last: bool = ChannelsLastOption,
+    input_scale: Optional[float] = InputScaleOption,
+    sdpa_backend: Optional[str] = SdpaBackendOption,
     recalibrate: bool = RecalibrateOption,
     by_module: bool = typer.Option(
         False, "--by-module", help="One row per submodule (params, MACs, bytes, share of the forward time)."),
@@ -214,7 +216,7 @@ def profile_command(
     given = {key: value for key, value in (("device", device), ("dtype", dtype), ("mode", mode),
                                            ("min_time", min_time), ("warmup", warmup),
                                            ("threads", threads)) if value is not None}
-    given.update(mode_settings(compile_, compile_mode, amp, channels_last))
+    given.update(mode_settings(compile_, compile_mode, amp, channels_last, input_scale, sdpa_backend))
     title = "attnzoo profile"
 
     plans = []  # (block patterns, shapes, overrides): every plan is checked before anything runs

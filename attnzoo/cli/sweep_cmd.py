@@ -14,7 +14,7 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
-                                RecalibrateOption, RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
+                                InputScaleOption, RecalibrateOption, RegistryOption, SdpaBackendOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
                                 ColumnsOption, WideOption,
                                 check_format, check_runs, count, mode_settings, network_options, registry_dirs, say,
                                 split_plans)
@@ -97,6 +97,8 @@ def sweep_command(
     compile_mode: Optional[str] = CompileModeOption,
     amp: bool = AmpOption,
     channels_last: bool = ChannelsLastOption,
+    input_scale: Optional[float] = InputScaleOption,
+    sdpa_backend: Optional[str] = SdpaBackendOption,
     recalibrate: bool = RecalibrateOption,
     max_memory: Optional[str] = typer.Option(
         None, "--max-memory", metavar="SIZE",
@@ -145,7 +147,7 @@ def sweep_command(
     dirs = registry_dirs(registry)
     given = {k: v for k, v in (("device", device), ("dtype", dtype), ("mode", mode), ("min_time", min_time),
                                ("threads", threads)) if v is not None}
-    given.update(mode_settings(compile_, compile_mode, amp, channels_last))
+    given.update(mode_settings(compile_, compile_mode, amp, channels_last, input_scale, sdpa_backend))
     settings: dict[str, Any] = {"mode": "infer", "min_time": 0.2}
 
     # The plan: (block name, shape, overrides) for every point, checked before anything runs.

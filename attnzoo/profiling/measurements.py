@@ -6,6 +6,7 @@ when they run.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -54,7 +55,7 @@ def _parameters(prepared, calibration, row) -> dict[str, Any]:
 def _macs(prepared, calibration, row) -> dict[str, Any]:
     from attnzoo.profiling.flops import count_macs
 
-    with prepared.autocast():
+    with prepared.mode_context():
         count = count_macs(prepared.eager, prepared.inputs)
     prepared.macs_by_module = count.by_module  # for a network's attention share
     return {"macs": count.macs, "flops": count.flops, "uncounted_ops": "; ".join(count.uncounted),
@@ -64,7 +65,7 @@ def _macs(prepared, calibration, row) -> dict[str, Any]:
 def _bytes(prepared, calibration, row) -> dict[str, Any]:
     from attnzoo.profiling.traffic import count_traffic
 
-    traffic = count_traffic(prepared.eager, prepared.inputs, prepared.autocast())
+    traffic = count_traffic(prepared.eager, prepared.inputs, prepared.mode_context())
     return {"bytes_min": traffic.bytes_min, "bytes_eager": traffic.bytes_eager}
 
 
@@ -128,6 +129,106 @@ def _roofline(prepared, calibration, row) -> dict[str, Any]:
     return roofline(row.get("flops"), row.get("bytes_min"), row.get("fwd_ms"), calibration)
 
 
+def is_reference(options) -> bool:
+    """An eager float32 row with torch's own SDPA choice: the reference every other mode is judged against."""
+    return (options.dtype == "float32" and not options.amp and not options.compile and not options.channels_last
+            and getattr(options, "sdpa_backend", "auto") == "auto")
+
+
+def output_error(output: Any, reference: Any) -> dict[str, Any]:
+    """``output`` against ``reference`` (tensors or nested outputs, leaf by leaf): the largest absolute
+    difference over the finite values, that over the reference's largest magnitude, and how many values of
+    ``output`` are NaN or inf."""
+    import torch
+    from torch.utils._pytree import tree_leaves
+
+    mine = [t for t in tree_leaves(output) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    theirs = [t for t in tree_leaves(reference) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if not mine or len(mine) != len(theirs):
+        return {}
+    worst, scale, nonfinite = 0.0, 0.0, 0
+    for got, want in zip(mine, theirs):
+        got, want = got.detach().float(), want.detach().float()
+        finite = torch.isfinite(got)
+        nonfinite += int((~finite).sum())
+        if finite.any():
+            worst = max(worst, float((got - want).abs()[finite].max()))
+        scale = max(scale, float(want.abs().max()) if want.numel() else 0.0)
+    all_bad = nonfinite == sum(t.numel() for t in mine)
+    return {"max_abs_err": None if all_bad else worst,
+            "rel_err": None if all_bad or scale == 0 else worst / scale, "nonfinite": nonfinite}
+
+
+class _SdpaWatch:
+    """Records which kernel each scaled_dot_product_attention call picks (a TorchFunctionMode)."""
+
+    def __init__(self):
+        from torch.overrides import TorchFunctionMode
+
+        import torch.nn.functional as F
+
+        from attnzoo.modes import sdpa_kernel_chosen
+
+        seen = self.seen = []
+
+        class Watch(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                if func is F.scaled_dot_product_attention:
+                    seen.append(sdpa_kernel_chosen(tuple(args), kwargs))
+                return func(*args, **kwargs)
+
+        self.mode = Watch()
+
+
+def _numerics(prepared, calibration, row) -> dict[str, Any]:
+    """The SDPA kernel that ran, and, for a row in any mode but eager float32, the error of its output (and,
+    when the row trains, of its input's gradient) against eager float32 on the same inputs and weights."""
+    import torch
+
+    options = prepared.options
+    watch = _SdpaWatch()
+    with torch.inference_mode(), watch.mode:
+        output = prepared.forward()
+    found: dict[str, Any] = {"sdpa_kernel": ",".join(dict.fromkeys(watch.seen)) or None}
+    if is_reference(options) or prepared.reference is None:
+        return found
+    module, inputs = prepared.reference()
+    with torch.inference_mode():
+        found.update(output_error(output, module(*inputs)))
+    if options.mode in ("train", "both"):
+        grads = [_input_grad(prepared.module, prepared.inputs, prepared.mode_context),
+                 _input_grad(module, inputs, contextlib.nullcontext)]
+        if grads[0] is not None and grads[1] is not None:
+            error = output_error(*grads)
+            found.update({f"grad_{k}": v for k, v in error.items()})
+    return found
+
+
+def _input_grad(module, inputs, context):
+    """The gradient with respect to the first floating input of the outputs against a fixed random
+    cotangent (as a downstream loss would send back; a plain sum is constant through a LayerNorm, and its
+    gradient only rounding noise), in eval mode (no dropout, BatchNorm's running statistics); None when no
+    output depends on the input."""
+    import torch
+    from torch.utils._pytree import tree_leaves
+
+    index = next((i for i, t in enumerate(inputs) if t.is_floating_point()), None)
+    if index is None:
+        return None
+    x = inputs[index].detach().clone().requires_grad_(True)
+    args = list(inputs)
+    args[index] = x
+    with context():
+        outputs = [t for t in tree_leaves(module(*args)) if isinstance(t, torch.Tensor) and t.requires_grad]
+    if not outputs:
+        return None
+    generator = torch.Generator().manual_seed(0)
+    cotangents = [torch.randn(t.shape, generator=generator).to(device=t.device, dtype=t.dtype) for t in outputs]
+    (grad,) = torch.autograd.grad(outputs, [x], cotangents, allow_unused=True)
+    return grad
+
+
 def _attention_macs(prepared, calibration, row) -> dict[str, Any]:
     """The placed blocks' share of the network's MACs, from the counter's per-module counts."""
     if not prepared.attention or not row.get("macs") or not prepared.macs_by_module:
@@ -152,7 +253,7 @@ def _attention_time(prepared, calibration, row) -> dict[str, Any]:
     scopes = _Scopes(prepared.eager, prepared.attention, prepared.device)
     calls, spent = 0, 0.0
     try:
-        with torch.inference_mode(), prepared.autocast():
+        with torch.inference_mode(), prepared.mode_context():
             scopes.timing = True
             while calls < 3:
                 scopes._sync()
@@ -180,6 +281,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement("roofline", columns.ROOFLINE, "infer", _roofline),
     Measurement("training step", columns.TRAINING, "train", lambda p, c, r: _timing(p, c, r, train=True)),
     Measurement("training-step memory", columns.TRAINING_MEMORY, "train", lambda p, c, r: _memory(p, c, r, train=True)),
+    Measurement("numerical error", columns.NUMERICS, "any", _numerics),
     # Network rows only (their columns are in columns.NETWORK_DELTAS): the placed blocks' share of the cost.
     Measurement("attention share of MACs", (), "any", _attention_macs),
     Measurement("attention share of time", (), "infer", _attention_time),

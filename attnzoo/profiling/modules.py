@@ -101,7 +101,7 @@ def module_rows(spec, shape: Sequence[int], options, overrides: Mapping[str, Any
     root, listed = listed_modules(module, depth)
     named = dict(module.named_modules())
 
-    with prepared.autocast():
+    with prepared.mode_context():
         count = count_macs(module, inputs)
     total_macs = count.macs
     macs = {name: count.by_module.get(name, 0) for name in listed}
@@ -118,7 +118,7 @@ def module_rows(spec, shape: Sequence[int], options, overrides: Mapping[str, Any
                 return out
 
         moved: dict[str, int] = {}
-        with torch.inference_mode(), prepared.autocast(), Scoped():
+        with torch.inference_mode(), prepared.mode_context(), Scoped():
             module(*inputs)
 
         # Time: whole forwards with the hooks timing the listed modules, for about min_time seconds.

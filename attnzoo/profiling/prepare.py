@@ -8,7 +8,9 @@ the example inputs in the right memory format, and the two calls every timing an
 
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -17,7 +19,7 @@ import torch.nn as nn
 from torch.utils._pytree import tree_leaves
 
 from attnzoo.errors import BlockFailure
-from attnzoo.modes import autocast
+from attnzoo.modes import autocast, sdpa_backend
 
 
 @dataclass
@@ -33,18 +35,25 @@ class Prepared:
     attention: tuple[str, ...] = ()
     macs_by_module: dict[str, int] = field(default_factory=dict)
     network_fields: dict[str, Any] = field(default_factory=dict)  # network, placement, stages, inserted
+    # The row's reference for numerical error: () -> (eager float32 module, float32 inputs), the same weights
+    # and the same input values as the measured module's (upcast where the row runs in a half type).
+    reference: Callable[[], tuple[nn.Module, tuple[torch.Tensor, ...]]] | None = field(default=None, repr=False)
     _train: tuple[Callable[[], None], Callable[[], None]] | None = field(default=None, repr=False)
 
     @property
     def device(self) -> str:
         return self.options.device
 
-    def autocast(self):
-        return autocast(self.device, self.options.amp)
+    @contextlib.contextmanager
+    def mode_context(self):
+        """What the row's mode runs under: autocast (``--amp``) and the SDPA backend (``--sdpa-backend``),
+        entered when the ``with`` is (a context made and entered later must not be on already)."""
+        with autocast(self.device, self.options.amp), sdpa_backend(getattr(self.options, "sdpa_backend", "auto")):
+            yield
 
     def forward(self) -> Any:
         """One forward of the measured module (call it under ``torch.inference_mode()`` for inference)."""
-        with self.autocast():
+        with self.mode_context():
             return self.module(*self.inputs)
 
     def train_step(self) -> None:
@@ -56,11 +65,11 @@ class Prepared:
 
     def _training(self):
         if self._train is None:
-            self._train = _training_step(self.module, self.inputs, self.autocast)
+            self._train = _training_step(self.module, self.inputs, self.mode_context)
         return self._train
 
 
-def _training_step(module: nn.Module, inputs: Sequence[torch.Tensor], autocast) -> tuple[Callable, Callable]:
+def _training_step(module: nn.Module, inputs: Sequence[torch.Tensor], mode_context) -> tuple[Callable, Callable]:
     train_inputs = tuple(x.detach().requires_grad_(x.is_floating_point()) for x in inputs)
     leaves = [p for p in module.parameters() if p.requires_grad] + [x for x in train_inputs if x.requires_grad]
 
@@ -70,7 +79,7 @@ def _training_step(module: nn.Module, inputs: Sequence[torch.Tensor], autocast) 
 
     def step() -> None:
         clear()
-        with autocast():
+        with mode_context():
             outputs = [t for t in tree_leaves(module(*train_inputs)) if isinstance(t, torch.Tensor) and t.requires_grad]
         if not outputs:
             raise RuntimeError("no output of the block depends on a trainable tensor")
@@ -122,30 +131,54 @@ def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | 
     ``spec``'s block placed in it (``spec`` None: the plain network)."""
     from attnzoo.build import create
 
+    def build(dtype) -> tuple[nn.Module, tuple[torch.Tensor, ...], Any]:
+        if network is not None:
+            placed = network.create(spec, shape, overrides, device=options.device, dtype=dtype, seed=options.seed)
+            return placed.model, tuple(placed.inputs), placed
+        module, example = create(spec, shape, dict(overrides or {}), device=options.device, dtype=dtype,
+                                 seed=options.seed)
+        return module, tuple(example), None
+
     attention: tuple[str, ...] = ()
     fields: dict[str, Any] = {}
     try:
-        if network is not None:
-            placed = network.create(spec, shape, overrides, device=options.device, dtype=options.torch_dtype,
-                                    seed=options.seed)
-            eager, inputs, attention = placed.model, placed.inputs, tuple(placed.blocks)
+        eager, inputs, placed = build(options.torch_dtype)
+        if placed is not None:
+            attention = tuple(placed.blocks)
             fields = {"network": placed.network, "placement": placed.placement,
                       "stages": ",".join(map(str, placed.stages)), "inserted": len(placed.blocks)}
-        else:
-            eager, inputs = create(spec, shape, dict(overrides or {}), device=options.device,
-                                   dtype=options.torch_dtype, seed=options.seed)
     except Exception as exc:  # noqa: BLE001  (ShapeError / ConfigError are the block's; anything else too)
         raise BlockFailure("build", exc) from exc
+    scale = float(getattr(options, "input_scale", 1.0))
+    if scale != 1.0:  # unit-variance noise by default; larger for the activations deep in a residual stream
+        inputs = tuple((x.float() * scale).to(x.dtype) if x.is_floating_point() else x for x in inputs)
     if options.channels_last:
         eager = eager.to(memory_format=torch.channels_last)
         inputs = tuple(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in inputs)
     eager.eval()
+
+    def reference() -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+        """Eager float32 with the measured module's weights and input values (upcast), contiguous."""
+        module, _, _ = build(torch.float32)
+        module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in eager.state_dict().items()})
+        return module.eval(), tuple(x.float().contiguous() if x.is_floating_point() else x for x in inputs)
+
     prepared = Prepared(eager=eager, module=eager, inputs=inputs, options=options, batch=int(shape[0]),
-                        attention=attention, network_fields=fields)
+                        attention=attention, network_fields=fields, reference=reference)
+    # With a chosen SDPA backend, torch says in warnings why its kernel cannot run, then fails with "no kernel":
+    # the warnings are the reason the row's status gives.
+    chosen = getattr(options, "sdpa_backend", "auto") != "auto"
+    said: list = []
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), (warnings.catch_warnings(record=True) if chosen else contextlib.nullcontext()) as got:
+            if chosen:
+                warnings.simplefilter("always")
+                said = got
             prepared.forward()  # fails here, with the block's own message, when it cannot take the shape
     except Exception as exc:  # noqa: BLE001
+        reasons = list(dict.fromkeys(str(w.message).split("\n")[0] for w in said))
+        if reasons:
+            exc = RuntimeError(f"{exc} ({'; '.join(reasons[:2])})")
         raise BlockFailure("forward", exc) from exc
 
     if options.compile:

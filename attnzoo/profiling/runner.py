@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
@@ -17,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from attnzoo.errors import ConfigError, ProfilerError, ShapeError
 from attnzoo.profiling.measurements import COLUMNS as _COLUMNS
 from attnzoo.profiling.measurements import MEASUREMENTS, Calibration
-from attnzoo.modes import check_compiler
+from attnzoo.modes import check_compiler, check_sdpa_backend
 from attnzoo.versions import check_supported
 
 #: Every row has these keys, in this order (see attnzoo.profiling.measurements for units and meaning).
@@ -44,6 +45,8 @@ class ProfileOptions:
     compile_mode: str | None = None  # torch.compile's mode (default, reduce-overhead, max-autotune, ...)
     amp: bool = False  # autocast: bfloat16 on CPU, float16 on CUDA (the weights stay in dtype)
     channels_last: bool = False  # block and 4-D inputs in channels-last memory format
+    input_scale: float = 1.0  # the inputs' standard deviation (the activations of a deep residual stream grow)
+    sdpa_backend: str = "auto"  # scaled_dot_product_attention's kernel: auto, math, flash, efficient, cudnn
     raise_errors: bool = False  # re-raise a row's error instead of recording it (for debugging)
 
     def checked(self, here: bool = True) -> "ProfileOptions":
@@ -67,6 +70,10 @@ class ProfileOptions:
             raise ConfigError(f"compile mode '{self.compile_mode}' is not one of {', '.join(COMPILE_MODES)}")
         if self.compile_mode is not None and not self.compile:
             raise ConfigError("--compile-mode needs --compile")
+        if not (isinstance(self.input_scale, (int, float)) and math.isfinite(self.input_scale)
+                and self.input_scale > 0):
+            raise ConfigError(f"--input-scale must be a positive finite number, got {self.input_scale}")
+        check_sdpa_backend(self.sdpa_backend)
         if self.amp and self.dtype != "float32":
             raise ConfigError(f"--amp autocasts float32 weights to a half type; it cannot autocast --dtype {self.dtype} "
                               "(use --dtype float32 with --amp, or --dtype alone)")
@@ -157,7 +164,8 @@ def blank_row(name: str, shape: str, options: ProfileOptions,
                overrides=_format_overrides(overrides),
                compile=(options.compile_mode or "default") if options.compile else "",
                amp=str(autocast_dtype(options.device)).removeprefix("torch.") if options.amp else "",
-               channels_last=options.channels_last, device=options.device, device_name=_device_name(options.device),
+               channels_last=options.channels_last, input_scale=options.input_scale,
+               sdpa_backend=options.sdpa_backend, device=options.device, device_name=_device_name(options.device),
                dtype=options.dtype, threads=torch.get_num_threads(), torch=torch.__version__,
                cuda_version=torch.version.cuda or "", attnzoo_version=__version__,
                timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
@@ -358,9 +366,16 @@ def refuse_if_none_can_run(units: Sequence[Any]) -> None:
         raise ShapeError(reasons[0] + more)
 
 
+#: Options added after units were first written: left out of a unit's settings (and so of its id) at their
+#: default, so that the units of files written before keep their ids (they resume and merge as before).
+LATER_OPTIONS = {"input_scale": 1.0, "sdpa_backend": "auto"}
+
+
 def unit_settings(options: ProfileOptions) -> dict[str, Any]:
-    """The settings a profile unit carries (and its id is derived from): every option but --debug's."""
-    return {key: value for key, value in dataclasses.asdict(options).items() if key != "raise_errors"}
+    """The settings a profile unit carries (and its id is derived from): every option but --debug's, the
+    later ones (LATER_OPTIONS) only where they differ from their default."""
+    return {key: value for key, value in dataclasses.asdict(options).items()
+            if key != "raise_errors" and not (key in LATER_OPTIONS and value == LATER_OPTIONS[key])}
 
 
 def plan_units(names: Iterable[str], shapes: Iterable[str | Sequence[int]], options: ProfileOptions,
