@@ -65,30 +65,31 @@ def _title(pid: int) -> str:
 
 
 class Head:
-    """``ray start --head --block`` in its own session, HOME and RAY_TMPDIR (a short path: Ray's socket names
-    must fit in 107 characters)."""
+    """``ray start --head --block`` (or, with ``join``, a worker node: ``ray start --address JOIN --block``) in
+    its own session, HOME and RAY_TMPDIR (a short path: Ray's socket names must fit in 107 characters)."""
 
-    def __init__(self, token: bool, mode: str | None = None):
+    def __init__(self, token: bool, mode: str | None = None, join: str | None = None, **env: str):
         self.root = Path(tempfile.mkdtemp(prefix="azray-", dir="/tmp"))
         self.port = _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.env = _clean_env(HOME=str(self.root), RAY_TMPDIR=str(self.root))
+        self.address = join or f"127.0.0.1:{self.port}"
+        self.env = _clean_env(HOME=str(self.root), RAY_TMPDIR=str(self.root), **env)
         if token:
             subprocess.run([str(RAY), "get-auth-token", "--generate"], env=self.env, check=True,
                            capture_output=True, timeout=60)
             assert (self.root / ".ray" / "auth_token").is_file()
-        head_env = dict(self.env, **({"RAY_AUTH_MODE": mode} if mode else {}))
-        self.log = self.root / "head.log"
+        node_env = dict(self.env, **({"RAY_AUTH_MODE": mode} if mode else {}))
+        where = [f"--address={join}"] if join else ["--head", f"--port={self.port}", "--node-ip-address=127.0.0.1",
+                                                    "--include-dashboard=false"]
+        self.log = self.root / "ray-start.log"
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
-                [str(RAY), "start", "--head", f"--port={self.port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-                 "--include-dashboard=false", "--disable-usage-stats", "--block"],
-                env=head_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [str(RAY), "start", *where, f"--num-cpus={1 if join else 2}", "--disable-usage-stats", "--block"],
+                env=node_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 120
         while "Ray runtime started" not in self.log.read_text():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                pytest.fail(f"ray start --head did not start: {self.log.read_text()[-2000:]}")
+                pytest.fail(f"ray start {' '.join(where)} did not start: {self.log.read_text()[-2000:]}")
             time.sleep(0.5)
 
     def client_env(self, **extra: str) -> dict[str, str]:
@@ -249,3 +250,22 @@ def test_a_worker_killed_mid_run_then_resume_gives_each_unit_once(token_head, tm
     for row in rows:
         if row["unit_id"] in before:  # kept by --resume, not measured again
             assert row["fwd_ms"] == before[row["unit_id"]]["fwd_ms"]
+
+
+def test_a_worker_node_joins_with_the_head_nodes_token(token_head, tmp_path):
+    """The README's worker-node command: the head node's token copied to the worker (here a file named by
+    RAY_AUTH_TOKEN_PATH) and RAY_AUTH_MODE=token, which a worker's ``ray start`` needs (it does not look for a
+    token by itself). The cluster then has two live nodes, and attnzoo runs from the worker node's user."""
+    token = tmp_path / "cluster-token"
+    token.write_text((token_head.root / ".ray" / "auth_token").read_text())
+    worker = Head(token=False, mode="token", join=token_head.address, RAY_AUTH_TOKEN_PATH=str(token))
+    try:
+        count = subprocess.run(
+            [sys.executable, "-c", ("import ray; ray.init(address='auto', logging_level='ERROR'); "
+                                    "print(sum(1 for n in ray.nodes() if n['Alive']))")],
+            env=token_head.client_env(), capture_output=True, text=True, timeout=120, check=False)
+        assert count.returncode == 0 and count.stdout.split()[-1] == "2", count.stderr[-2000:]
+        result = _profile(token_head.address, worker.client_env(), tmp_path / "zoo.csv")
+        _check_rows(result, tmp_path / "zoo.csv")
+    finally:
+        worker.stop()
