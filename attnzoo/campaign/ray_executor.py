@@ -72,7 +72,7 @@ TOKEN_SOURCES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")
 
 
 def _auth_api() -> dict[str, Any] | None:
-    """What attnzoo uses of Ray's token authentication, or None for a Ray without it (before 2.5x)."""
+    """What attnzoo uses of Ray's token authentication, or None for an older Ray without it."""
     try:
         from ray._private.authentication import authentication_token_setup as setup
         from ray._raylet import AuthenticationTokenLoader, GcsClient
