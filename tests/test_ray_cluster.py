@@ -269,3 +269,61 @@ def test_a_worker_node_joins_with_the_head_nodes_token(token_head, tmp_path):
         _check_rows(result, tmp_path / "zoo.csv")
     finally:
         worker.stop()
+
+
+class _Refused(Exception):
+    message = "Authentication token is missing or incorrect."
+
+
+def _fake_api(accepts: set, has_token: bool, calls: list) -> dict:
+    """Ray's authentication pieces as attnzoo uses them: the GCS accepts a client whose mode is in ``accepts``."""
+    class Loader:
+        @staticmethod
+        def instance():
+            return Loader
+
+        @staticmethod
+        def has_token(ignore_auth_mode=False):
+            return has_token
+
+        @staticmethod
+        def reset_cache():
+            pass
+
+    def client(address):
+        calls.append(os.environ.get("RAY_AUTH_MODE"))
+        if os.environ.get("RAY_AUTH_MODE") not in accepts:
+            raise _Refused()
+
+    import logging
+
+    return {"enable": lambda warn_if_disabled: os.environ.__setitem__("RAY_AUTH_MODE", "token"), "loader": Loader,
+            "gcs_client": client, "error": _Refused, "logger": logging.getLogger("fake")}
+
+
+@pytest.mark.parametrize("accepts, has_token, expected, asked", [
+    ({None, "token"}, True, None, [None]),  # no token is sent to a cluster that does not ask for one
+    ({"token"}, True, None, [None, "token"]),  # asked, and a token is here: token mode, as ray.init("auto")
+    ({"token"}, False, "none was found here", [None]),
+])
+def test_authenticate_asks_first_and_sends_a_token_only_when_asked(monkeypatch, accepts, has_token, expected, asked):
+    from attnzoo.campaign import ray_executor
+    from attnzoo.errors import ConfigError
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    calls: list = []
+    monkeypatch.setattr(ray_executor, "_auth_api", lambda: _fake_api(accepts, has_token, calls))
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # the token mode it may turn on stays in this test
+    if expected is None:
+        ray_executor.authenticate("127.0.0.1:1", "127.0.0.1:1")
+    else:
+        with pytest.raises(ConfigError, match=f"^the Ray cluster at 127.0.0.1:1 requires an auth token: {expected}"):
+            ray_executor.authenticate("127.0.0.1:1", "127.0.0.1:1")
+    assert calls == asked
+
+
+def test_authenticate_does_nothing_on_a_ray_without_token_authentication(monkeypatch):
+    from attnzoo.campaign import ray_executor
+
+    monkeypatch.setattr(ray_executor, "_auth_api", lambda: None)  # what an older Ray gives
+    ray_executor.authenticate("127.0.0.1:1", "127.0.0.1:1")  # nothing asked, nothing raised
