@@ -20,8 +20,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import socket
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlparse
 
@@ -60,6 +66,136 @@ def check_address(address: str, timeout: float = 3.0) -> None:
             pass
     except OSError as exc:
         raise ConfigError(f"--ray {address}: no Ray cluster answers there ({exc.strerror or exc})") from None
+
+
+#: Where Ray looks for the token of a cluster with token authentication, in its order of precedence.
+TOKEN_SOURCES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")
+
+
+def _auth_api() -> dict[str, Any] | None:
+    """What attnzoo uses of Ray's token authentication, or None for an older Ray without it."""
+    try:
+        from ray._private.authentication import authentication_token_setup as setup
+        from ray._raylet import AuthenticationTokenLoader, GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:
+        return None
+    enable = getattr(setup, "maybe_enable_token_auth_if_token_available", None)
+    if enable is None:
+        return None
+    return {"enable": enable, "loader": AuthenticationTokenLoader, "gcs_client": GcsClient,
+            "error": AuthenticationError, "logger": setup.logger}
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Ray's C++ client logs each refused attempt to file descriptor 2: keep it off the user's terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _token_source() -> str:
+    """Where Ray reads the token from here (its precedence: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    if os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return f"RAY_AUTH_TOKEN_PATH ({os.environ['RAY_AUTH_TOKEN_PATH']})"
+    return str(Path.home() / ".ray" / "auth_token")
+
+
+def _reason(exc: Exception) -> str:
+    """The first sentence of Ray's AuthenticationError (the rest is Ray's general advice)."""
+    return _one_line(getattr(exc, "message", None) or str(exc), 160).rstrip(".")
+
+
+def authenticate(address: str, gcs_address: str | None) -> None:
+    """Make this process carry the token of the cluster at ``gcs_address`` (host:port of its GCS) when the
+    cluster asks for one, the way ``ray.init(address="auto")`` does: with RAY_AUTH_MODE unset and a token
+    here (RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or ~/.ray/auth_token), token mode is turned on.
+    The cluster is asked first without a token, so that one which does not check tokens never receives it.
+
+    A cluster that refuses this process ends here, at once, with one line (Ray itself would retry for 15 s
+    and then report no cluster). Nothing is done on a Ray without token authentication, or without an
+    address to ask (``gcs_address`` None: ``ray.init`` reports that)."""
+    api = _auth_api()
+    if api is None or gcs_address is None:
+        return
+    mode = os.environ.get("RAY_AUTH_MODE")
+    loader = api["loader"].instance()
+
+    def has_token() -> bool:
+        try:
+            return bool(loader.has_token(ignore_auth_mode=True))
+        except api["error"] as exc:  # RAY_AUTH_TOKEN_PATH names a file that is missing or empty
+            raise ConfigError(f"--ray {address}: cannot read the Ray auth token: {_reason(exc)}") from None
+
+    if mode is not None and mode.lower() == "token" and not has_token():  # Ray would abort the process
+        raise ConfigError(f"--ray {address}: RAY_AUTH_MODE=token but no Ray auth token here (looked in "
+                          f"{', '.join(TOKEN_SOURCES)}): copy the head node's ~/.ray/auth_token")
+
+    def refused() -> bool:
+        with _quiet_stderr():
+            try:
+                api["gcs_client"](address=gcs_address)
+            except api["error"]:
+                return True
+            except Exception:  # noqa: BLE001  (anything else is ray.init's to report, as before)
+                return False
+        return False
+
+    if not refused():
+        return
+    where = address if address != "auto" else f"{gcs_address} (--ray auto)"
+    needs = f"the Ray cluster at {where} requires an auth token"
+    if mode is None and has_token():
+        quiet = api["logger"].level
+        api["logger"].setLevel(logging.ERROR)  # Ray's notice that token mode is now on
+        try:
+            api["enable"](warn_if_disabled=False)
+        finally:
+            api["logger"].setLevel(quiet)
+        mode = "token"
+        loader.reset_cache()
+        if not refused():
+            return
+    if mode is None or not has_token():
+        raise ConfigError(f"{needs}: none was found here; copy the head node's ~/.ray/auth_token to this "
+                          "machine's ~/.ray/auth_token, or name a file holding it in RAY_AUTH_TOKEN_PATH, or set "
+                          "RAY_AUTH_TOKEN")
+    if mode.lower() != "token":
+        raise ConfigError(f"{needs}: RAY_AUTH_MODE={mode} here; unset it (or set RAY_AUTH_MODE=token) to send "
+                          f"the token in {_token_source()}")
+    raise ConfigError(f"{needs}: it refused the token in {_token_source()} (not this cluster's token: use the "
+                      "head node's ~/.ray/auth_token)")
+
+
+def _gcs_address(address: str) -> str | None:
+    """host:port of the cluster's GCS for a --ray address (auto: the one Ray would pick), None when there is
+    none to ask (a Ray Client address, or no cluster found)."""
+    if address.startswith("ray://"):
+        return None
+    if address != "auto":
+        return address
+    services = logging.getLogger("ray._private.services")
+    level = services.level
+    services.setLevel(logging.ERROR)  # its note on other clusters here: ray.init's own logging hides it too
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        return canonicalize_bootstrap_address("auto")
+    except Exception:  # noqa: BLE001  (no cluster, or a Ray without this helper: ray.init reports it)
+        return None
+    finally:
+        services.setLevel(level)
 
 
 def _where() -> tuple[str, str]:
@@ -123,10 +259,16 @@ class RayExecutor:
                 ray.init(num_cpus=self.num_cpus, include_dashboard=False, **quiet)
                 self.owned = True
             else:
+                authenticate(self.address, _gcs_address(self.address))
                 ray.init(address=self.address, **quiet)
+        except ConfigError:
+            raise
         except ConnectionError as exc:
             raise ConfigError(f"--ray {self.address}: no Ray cluster found ({_one_line(exc, 160)})") from None
         except Exception as exc:  # noqa: BLE001  (Ray raises many kinds for a cluster it cannot join)
+            if type(exc).__name__ == "AuthenticationError":  # Ray's (a Ray with token authentication)
+                raise ConfigError(f"the Ray cluster at {self.address} requires an auth token: "
+                                  f"{_reason(exc)}") from None
             raise ConfigError(f"--ray {self.address}: cannot join the cluster: {type(exc).__name__}: "
                               f"{_one_line(exc, 160)}") from None
 
@@ -272,4 +414,4 @@ class RayExecutor:
             return stamp(row, unit)
 
 
-__all__ = ["RayExecutor", "check_address", "run_remote", "setup_remote"]
+__all__ = ["RayExecutor", "authenticate", "check_address", "run_remote", "setup_remote"]

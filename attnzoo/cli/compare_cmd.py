@@ -5,6 +5,7 @@ Never imports torch: it reads the files ``profile`` and ``sweep`` wrote.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
@@ -85,7 +86,7 @@ def _table(result, base_name: str, new_name: str, key: list[str]) -> None:
 
 @app.command("compare", help=HELP)
 def compare_command(
-    base: str = typer.Argument(..., help="The reference result file (.csv or .json)."),
+    base: str = typer.Argument(..., help="The reference result file (.csv or .json), or a folder of parts."),
     new: str = typer.Argument(..., help="The result file to judge against BASE."),
     metric: Optional[List[str]] = typer.Option(
         None, "--metric", "-m", metavar="NAME",
@@ -104,13 +105,16 @@ def compare_command(
     from attnzoo.results.compare import compare
     from attnzoo.errors import ConfigError
     from attnzoo.output import output_format, render
-    from attnzoo.results import load_results
+    from attnzoo.results import load_results, result_files
 
     fmt = check_format(fmt)
     file_fmt = output_format(output, fmt)
     if fail_above is not None and not fail_above > 0:
         raise ConfigError(f"--fail-above must be a positive ratio such as 1.10, got {fail_above}")
     base_rows, new_rows = load_results(base, "BASE"), load_results(new, "NEW")
+    for given in (base, new):  # a folder: what it holds besides rows
+        for line in result_files([given])[1] if Path(given).is_dir() else []:
+            say(line)
     result = compare(base_rows, new_rows, metric, threshold=threshold, match=list(match or []))
     # Key columns that are empty everywhere (overrides in files without any) are left out.
     key = [c for c in result.key if c in ("block", "shape") or any(r.get(c) not in (None, "") for r in result.rows)]

@@ -12,7 +12,8 @@ from attnzoo.cli.common import say
 HELP = "\n\n".join([
     "Merge the parts of a campaign into one result file: the rows of every unit once.",
     "Example: attnzoo merge zoo.csv parts/ (or zoo.csv part1.csv part2.csv ...)",
-    "PARTS are result files of profile or sweep, or folders holding them. A unit found twice is kept once: "
+    "PARTS are result files of profile, sweep or train --compare, or folders holding them (the other files "
+    "attnzoo writes there, such as settings, summaries, per-run metrics and figures, are skipped with a note). A unit found twice is kept once: "
     "an ok row over a failed one, then the later row (rows of different devices are never averaged). "
     "Refused: parts of different attnzoo versions, parts whose plans share no unit, and one unit id with "
     "different settings. Units of the plan (FILE.campaign.json beside each part) without a row are listed, "
@@ -29,9 +30,12 @@ def merge_command(
     from attnzoo.campaign.rows import save_plan
     from attnzoo.errors import ConfigError
     from attnzoo.output import check_output, render
+    from attnzoo.results import result_files
 
     fmt = check_output(out, "OUT", {".csv": "csv", ".json": "json"})  # before reading anything
     merged = merge_parts(parts, exclude=out)
+    for line in result_files(parts, exclude=out)[1]:  # what attnzoo wrote besides rows: named, not merged
+        say(line)
     if not merged.rows:
         raise ConfigError("the parts hold no rows")
     render(merged.rows, fmt, columns=merged.columns, output=out)

@@ -10,20 +10,24 @@ from attnzoo.cli.app import app
 from attnzoo.cli.common import RegistryOption, registry_dirs, say
 
 HELP = "\n\n".join([
-    "Write one self-contained HTML page of result files (CSV or JSON of profile and sweep) to share.",
+    "Write one self-contained HTML page of result files (CSV or JSON of profile, sweep and train --compare) "
+    "to share.",
     "The page shows the environment of each file, a table of every row that sorts by any column (click "
     "its header) and filters by family and name, each block linked to its paper, and the log-log plots "
     "of the sweeps with their fitted exponents.",
     "Example: attnzoo report zoo.csv sweep.csv --out report.html",
+    "RESULTS may be folders (the parts of a campaign, the OUT of train --compare). Files attnzoo writes beside "
+    "rows (FILE.settings.json, FILE.campaign.json, a comparison's summary.csv, a run's metrics.csv, figures) "
+    "are skipped, each with a note on stderr.",
     "Styles, script and plots are inside the file: it opens with no network.",
 ])
 
 
 @app.command("report", help=HELP)
 def report_command(
-    results: List[str] = typer.Argument(..., help="Result files (.csv or .json)."),
+    results: List[str] = typer.Argument(..., help="Result files (.csv or .json) or folders of them."),
     out: str = typer.Option("report.html", "--out", "--output", "-o", metavar="FILE",
-                                   help="The page to write (.html); --output is the same option."),
+                            help="The page to write (.html); --output is the same option."),
     title: str = typer.Option("attnzoo report", "--title", help="The page's title."),
     registry: Optional[List[str]] = RegistryOption,
 ) -> None:
@@ -31,7 +35,7 @@ def report_command(
     from attnzoo.results.report import build_report
 
     check_output(out, "--out", HTML_SUFFIXES)
-    page = build_report(results, registry_dirs(registry), title=title)
+    page = build_report(results, registry_dirs(registry), title=title, note=say)
     try:
         write_atomic(out, page)
     except OSError as exc:

@@ -16,7 +16,7 @@ from typing import Any
 
 from attnzoo.columns import ENV_COLUMNS, MEASURED
 from attnzoo.errors import ConfigError
-from attnzoo.results.files import environment, load_file
+from attnzoo.results.files import SIDE_KINDS, environment, file_kind, load_file, result_files, rows_beside
 from attnzoo.results.merge import load_parts
 from attnzoo.rowdata import number, text, typed_cell
 
@@ -33,5 +33,5 @@ def load_results(path: str | os.PathLike, role: str = "", allow_empty: bool = Fa
     return load_file(path, role, allow_empty)
 
 
-__all__ = ["ENV_COLUMNS", "MEASURED", "environment", "load_file", "load_parts", "load_results", "number", "text",
-           "typed_cell"]
+__all__ = ["ENV_COLUMNS", "MEASURED", "SIDE_KINDS", "environment", "file_kind", "load_file", "load_parts",
+           "load_results", "number", "result_files", "rows_beside", "text", "typed_cell"]

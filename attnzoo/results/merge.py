@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from attnzoo.errors import ConfigError
-from attnzoo.results.files import load_file
+from attnzoo.results.files import load_file, result_files
 from attnzoo.rowdata import add_network_deltas, is_lost, load_plan, text
 
 #: Columns that say what a unit measured: two rows of one unit id must agree on them.
 SAME_UNIT = ("block", "shape", "overrides", "mode", "compile", "amp", "channels_last", "dtype", "attnzoo_version",
              "network", "placement", "stages")
-_SIDE_FILES = (".campaign.json", ".settings.json")
 
 
 @dataclass
@@ -36,25 +35,16 @@ class Merged:
 
 
 def part_files(paths: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None) -> list[Path]:
-    """The result files named: files as given, folders searched (recursively) for .csv and .json files."""
-    found: list[Path] = []
-    skip = Path(exclude).resolve() if exclude is not None else None
+    """The result files named: files as given, folders searched (recursively) for .csv and .json files of
+    rows; the other files attnzoo writes (plans, settings, training summaries and metrics, figures) are left
+    out (:func:`attnzoo.results.result_files` gives the notes that say so)."""
+    found, _ = result_files(paths, exclude)
     for given in paths:
-        path = Path(given)
-        if not path.exists():
-            raise ConfigError(f"{given}: no such file or folder")
-        if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".csv", ".json")
-                            and not p.name.startswith(".") and not p.name.endswith(_SIDE_FILES))
-            if not inside:
-                raise ConfigError(f"{given}: a folder with no result files (.csv or .json)")
-            found += inside
-        else:
-            found.append(path)
-    unique = list(dict.fromkeys(p for p in found if skip is None or p.resolve() != skip))
-    if not unique:
+        if Path(given).is_dir() and not any(Path(given) in p.parents for p in found):
+            raise ConfigError(f"{given}: a folder with no result files (.csv or .json of rows)")
+    if not found:
         raise ConfigError("no result files to merge")
-    return unique
+    return found
 
 
 def _better(new: dict[str, Any], old: dict[str, Any]) -> bool:

@@ -13,11 +13,12 @@ import io
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from attnzoo.columns import ENV_COLUMNS
+from attnzoo.errors import ConfigError
 from attnzoo.results import load_results
-from attnzoo.results.files import environment
+from attnzoo.results.files import environment, result_files
 from attnzoo.rowdata import number, text
 
 #: Measured columns the table shows when some row has a value, in this order.
@@ -320,15 +321,26 @@ def _train_section(name: str, rows: list[dict[str, Any]], cards: dict[str, Any])
     ])
 
 
-def build_report(paths: Sequence[str | os.PathLike], registry: Sequence[str] = (), title: str = "attnzoo report") -> str:
-    """The HTML page for the result files ``paths``."""
+def build_report(paths: Sequence[str | os.PathLike], registry: Sequence[str] = (), title: str = "attnzoo report",
+                 note: Callable[[str], None] | None = None) -> str:
+    """The HTML page for the result files ``paths`` (files of rows, or folders of them). The other files
+    attnzoo writes (settings, plans, training summaries and metrics, figures) are skipped, each with a line
+    to ``note``."""
     from attnzoo._version import __version__
 
     from attnzoo.train_results import is_train_rows
 
-    sources = []
+    sources, skipped = [], []
     for path in paths:
-        sources.append((str(path), load_results(path)))
+        files, notes = result_files([path])
+        skipped += notes
+        if files or Path(path).is_dir():  # a folder's own load says when it holds no rows
+            sources.append((str(path), load_results(path)))
+    if not sources:
+        raise ConfigError("no rows to report: " + "; ".join(skipped))
+    for line in skipped:
+        if note is not None:
+            note(line)
     cards = _cards(registry)
     names = [Path(p).name for p, _ in sources]
     if len(set(names)) < len(names):
