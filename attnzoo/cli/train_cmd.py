@@ -258,7 +258,7 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
     say(f"{len(blocks)} blocks x {len(seed_list)} seeds: {len(todo)} runs to train"
         + (f", {len(campaign.done)} already in {rows_file.path}" if campaign.done else "")
         + (f" (shard {part}: {len(campaign.selected)} of {len(campaign.units)} runs)" if part is not None else ""))
-    costs = _block_costs(sorted({unit.block for unit in todo}), overrides, protocol, executor, base, resume)
+    costs = _block_costs(sorted({unit.block for unit in todo}), overrides, protocol, executor)
     if todo and not executor.remote:
         from attnzoo.train.zoo import task_data
 
@@ -291,12 +291,11 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
         render(summary, fmt, columns=SUMMARY_COLUMNS, output=output)
 
 
-def _block_costs(blocks, overrides, protocol, executor, base: Path, resume: bool) -> dict[str, dict]:
+def _block_costs(blocks, overrides, protocol, executor) -> dict[str, dict]:
     """Each block's cost at the training shape, by block: profile units (the profiler's runner, the one path
-    every cost takes) run on the comparison's executor before the runs, their rows kept in OUT/costs.csv."""
+    every cost takes) run on the comparison's executor before the runs. A few seconds: measured again on a
+    resume rather than kept in a file beside the runs."""
     from attnzoo.campaign.driver import Campaign
-    from attnzoo.campaign.rows import RowFile
-    from attnzoo.columns import COLUMNS
     from attnzoo.profiling.runner import ProfileOptions, plan_units
     from attnzoo.train.models import CHANNELS, FEATURE_SIZE, NO_BLOCK
 
@@ -307,9 +306,7 @@ def _block_costs(blocks, overrides, protocol, executor, base: Path, resume: bool
     shape = (protocol.batch_size, CHANNELS, FEATURE_SIZE, FEATURE_SIZE)
     units = [unit for block in named
              for unit in plan_units([block], [shape], options, overrides.get(block), protocol.registry)]
-    campaign = Campaign("train", units, row_file=RowFile(base / "costs.csv", "csv", COLUMNS), resume=resume)
-    campaign.open(check_rows=False)
-    return {row["block"]: row for row in campaign.run(executor)}
+    return {row["block"]: row for row in Campaign("train", units).run(executor)}
 
 
 class _WithCost:
