@@ -75,6 +75,10 @@ def _ms(median: Any, iqr: Any) -> str:
 
 def _shown(column, row: dict[str, Any]) -> Any:
     value = row.get(column.name)
+    if column.name == "status" and isinstance(row.get("nonfinite"), (int, float)) and row["nonfinite"] > 0:
+        return f"{value} · NaN/inf"  # the row ran (its time is true), but its output did not
+    if column.name == "rel_err" and isinstance(value, float):
+        return f"{value:.1e}"
     if column.style == "si":
         return _si(value, column.unit)
     if column.style == "ms":
@@ -89,8 +93,20 @@ def _shown(column, row: dict[str, Any]) -> Any:
 DEFAULT_COLUMNS = ("block", "shape", "status", "network", "params", "macs", "fwd_ms", "fwd_peak_mib", "train_ms")
 #: Settings shown as a column when the rows differ in them (the caption names those they share).
 VARIED = ("network", "placement", "overrides", "mode", "dtype", "device", "compile", "amp", "channels_last",
-          "threads")
-_VARIED_LABELS = {"overrides": "set", "channels_last": "channels last"}
+          "input_scale", "sdpa_backend", "threads")
+_VARIED_LABELS = {"overrides": "set", "channels_last": "channels last", "input_scale": "input scale",
+                  "sdpa_backend": "sdpa"}
+#: Shown by default when some row has them: what a mode cost in accuracy (rows other than eager float32).
+NUMERIC_COLUMNS = ("rel_err", "nonfinite")
+
+
+def nonfinite_note(rows: list[dict[str, Any]]) -> str | None:
+    """The line under a table naming the rows whose output held NaN or inf (their timings stand)."""
+    found = [f"{r['block']} at {r['shape']} ({int(r['nonfinite'])})" for r in rows
+             if isinstance(r.get("nonfinite"), (int, float)) and r["nonfinite"] > 0]
+    if not found:
+        return None
+    return "attnzoo: NaN or inf in the output of " + ", ".join(found) + " (values; its timings stand)"
 
 
 def _label(column) -> str:
@@ -135,6 +151,7 @@ def _table_rows(rows: list[dict[str, Any]], wide: bool = False,
         wanted = [by_name[name] for name in chosen]
     else:
         base = [c.name for c in ALL_COLUMNS if c.label] if wide else list(DEFAULT_COLUMNS)
+        base += [c for c in NUMERIC_COLUMNS if c not in base and any(row.get(c) not in (None, "") for row in rows)]
         wanted = [by_name[name] for name in base + [v for v in varied if v not in base]]
     shown = [{_label(c): _shown(c, row) for c in wanted} for row in rows]
     keep = ("block", "shape", "status")
@@ -277,6 +294,8 @@ def profile_command(
                output=output if file_fmt == "table" else None, fit=chosen is None, wide=wide)
     if output is None and fmt != "table":
         render(rows, fmt, columns=COLUMNS)
+    if nonfinite_note(rows):
+        say(nonfinite_note(rows))
     if output:
         say(f"wrote {count(len(rows), 'row')} to {output}")
     if plot is not None:

@@ -343,7 +343,7 @@ def _measure(campaign, executor, options, over, limit, recalibrate: bool = False
 
 
 def _report(rows, specs, over, fmt, output, plot, results=None, wide=False, chosen=None) -> int:
-    from attnzoo.cli.profile_cmd import _caption, _table_rows
+    from attnzoo.cli.profile_cmd import _caption, _table_rows, nonfinite_note
     from attnzoo.output import render, to_table
     from attnzoo.profiling.runner import COLUMNS
     from attnzoo.growth import crossover_columns, fit_rows
@@ -377,6 +377,8 @@ def _report(rows, specs, over, fmt, output, plot, results=None, wide=False, chos
         render(fits, "table", columns=fit_columns, title=title)
         if cross:
             render(cross[0], "table", columns=cross[1], title=cross[2])
+    if nonfinite_note(rows):  # where along the sweep a block's sums or exponentials overflow
+        say(nonfinite_note(rows))
     if output:
         say(f"{count(len(rows), 'row')} in {output}")
     if plot:

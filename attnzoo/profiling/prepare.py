@@ -132,6 +132,13 @@ def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | 
     from attnzoo.build import create
 
     def build(dtype) -> tuple[nn.Module, tuple[torch.Tensor, ...], Any]:
+        # The weights drawn from the row's seed too (as the inputs are): a row's numerical error is the same
+        # in every run; the process's own random state is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(options.seed)
+            return _build(dtype)
+
+    def _build(dtype) -> tuple[nn.Module, tuple[torch.Tensor, ...], Any]:
         if network is not None:
             placed = network.create(spec, shape, overrides, device=options.device, dtype=dtype, seed=options.seed)
             return placed.model, tuple(placed.inputs), placed

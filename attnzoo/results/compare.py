@@ -28,10 +28,11 @@ KEY = ("block", "shape", "overrides")
 NETWORK_KEY = ("network", "placement", "stages")
 #: A time metric and the column of its spread.
 SPREAD = {"fwd_ms": "fwd_iqr_ms", "train_ms": "train_iqr_ms"}
-#: Counted, not measured: exact.
-EXACT = ("params", "trainable_params", "macs", "flops")
+#: Counted, not measured: exact (a numerical error is deterministic too: same inputs, weights and kernels).
+EXACT = ("params", "trainable_params", "macs", "flops", "nonfinite", "grad_nonfinite")
 #: Compared unless --metric says otherwise (those present in both files).
-DEFAULT_METRICS = ("fwd_ms", "train_ms", "fwd_peak_mib", "train_peak_mib", "macs", "params")
+DEFAULT_METRICS = ("fwd_ms", "train_ms", "fwd_peak_mib", "train_peak_mib", "macs", "params", "rel_err",
+                   "grad_rel_err", "nonfinite")
 COLUMNS = ("block", "shape", "metric", "base", "new", "ratio", "verdict", "base_iqr", "new_iqr", "note")
 #: Files of ``attnzoo train --compare`` runs pair up by block, seed and overrides (the batch, in the shape,
 #: is a setting like any other) and compare what training bought by default.

@@ -24,7 +24,7 @@ from attnzoo.rowdata import number, text
 #: Measured columns the table shows when some row has a value, in this order.
 TABLE_COLUMNS = ("params", "macs", "flops", "fwd_ms", "fwd_iqr_ms", "train_ms", "train_iqr_ms", "fwd_peak_mib",
                  "train_peak_mib", "efficiency", "added_params", "added_macs", "added_fwd_ms", "added_train_ms",
-                 "attn_macs_share", "attn_time_share")
+                 "attn_macs_share", "attn_time_share", "rel_err", "grad_rel_err", "nonfinite")
 #: A network row's identity (attnzoo.networks): shown when some row is in a network.
 NETWORK_COLUMNS = ("network", "placement", "stages", "inserted")
 NUMERIC = set(TABLE_COLUMNS) | {"threads", "inserted"}
