@@ -10,7 +10,7 @@ from typing import Any, List, Optional
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import FormatOption, OutputOption, check_format, say
+from attnzoo.cli.common import FormatOption, OutputOption, bounded, check_format, say
 
 HELP = "\n\n".join([
     "Compare two result files of profile or sweep: ratios NEW / BASE and noise-aware verdicts.",
@@ -92,9 +92,9 @@ def compare_command(
         help="Metrics to compare, repeatable or comma-separated (default: fwd_ms, train_ms, fwd_peak_mib, "
              "train_peak_mib, macs, params, those in both files)."),
     fail_above: Optional[float] = typer.Option(
-        None, "--fail-above", metavar="RATIO",
+        None, "--fail-above", metavar="RATIO", callback=bounded(1, what="a slowdown ratio such as 1.10"),
         help="Exit 1 when a matched time is slower than BASE by more than this ratio (e.g. 1.10), beyond its spread."),
-    threshold: float = typer.Option(0.05, "--threshold", metavar="FRACTION",
+    threshold: float = typer.Option(0.05, "--threshold", metavar="FRACTION", callback=bounded(0, what="a fraction"),
                                     help="Smallest relative change called a change."),
     match: Optional[List[str]] = typer.Option(
         None, "--match", metavar="COLUMN", help="Also pair rows on this column (repeatable), e.g. dtype."),
@@ -108,8 +108,6 @@ def compare_command(
 
     fmt = check_format(fmt)
     file_fmt = output_format(output, fmt)
-    if fail_above is not None and not fail_above > 0:
-        raise ConfigError(f"--fail-above must be a positive ratio such as 1.10, got {fail_above}")
     base_rows, new_rows = load_results(base, "BASE"), load_results(new, "NEW")
     result = compare(base_rows, new_rows, metric, threshold=threshold, match=list(match or []))
     # Key columns that are empty everywhere (overrides in files without any) are left out.

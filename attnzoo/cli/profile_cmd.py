@@ -13,8 +13,8 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
-                                RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
-                                check_format, mode_settings, network_options, parse_overrides, registry_dirs, say)
+                                OverwriteOption, RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
+                                bounded, check_format, check_fresh, mode_settings, network_options, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
     'Profile blocks: parameters, MACs / FLOPs, latency and peak memory, one row per block and shape.',
@@ -110,6 +110,15 @@ def _caption(rows: list[dict[str, Any]]) -> str:
             "of limit: the roofline's time over the measured one (1 = at the hardware's limit)")
 
 
+def warn_unstable(rows: list[dict[str, Any]]) -> None:
+    """The footer on stderr: when the machine was too busy for the threads, or a time's spread is wide, say
+    that the results may be unstable and what to rerun with (attnzoo.profiling.load)."""
+    from attnzoo.profiling.load import stability_warnings
+
+    for line in stability_warnings(rows):
+        say(f"attnzoo: {line}")
+
+
 @app.command("profile", help=HELP)
 def profile_command(
     names: Optional[List[str]] = typer.Argument(
@@ -124,7 +133,8 @@ def profile_command(
     mode: Optional[str] = typer.Option(
         None, "--mode", help="infer (forward), train (forward + backward) or both (default: both)."),
     min_time: Optional[float] = typer.Option(
-        None, "--min-time", metavar="SECONDS", help="Time each measurement for at least this long (default: 0.3)."),
+        None, "--min-time", metavar="SECONDS", callback=bounded(0, strict=True, what="a number of seconds"),
+        help="Time each measurement for at least this long (default: 0.3)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Calls before timing starts (default: 3)."),
     threads: Optional[int] = ThreadsOption,
     compile_: bool = CompileOption,
@@ -142,6 +152,7 @@ def profile_command(
     ray: Optional[str] = RayOption,
     resume: bool = typer.Option(False, "--resume", help="Keep the rows already in --output; measure the rest."),
     retry_failed: bool = RetryFailedOption,
+    overwrite: bool = OverwriteOption,
     fmt: str = FormatOption,
     output: Optional[str] = OutputOption,
     registry: Optional[List[str]] = RegistryOption,
@@ -157,6 +168,8 @@ def profile_command(
 
     fmt = check_format(fmt)
     file_fmt = output_format(output, fmt)  # a path that cannot be written ends here, before any measurement
+    if by_module or file_fmt == "table":  # a file of rows is the campaign's to keep (--resume) or replace
+        check_fresh(output, overwrite)
     part = parse_shard(shard)
     dirs = registry_dirs(registry)
     cli_overrides = parse_overrides(overrides)
@@ -201,7 +214,7 @@ def profile_command(
         check_output(plot, "--plot", PLOT_SUFFIXES)
         if ray is not None:
             raise ConfigError("--plot draws the ceilings of this machine: it does not go with --ray")
-    rows = _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt)
+    rows = _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt, overwrite)
     bad = [row for row in rows if failed(row)]
     for row in rows:
         if row["status"] != "ok":
@@ -215,6 +228,7 @@ def profile_command(
         render(rows, fmt, columns=COLUMNS)
     if output:
         say(f"wrote {len(rows)} rows to {output}")
+    warn_unstable(rows)
     if plot is not None:
         from attnzoo.profiling.roofline import plot_roofline
         from attnzoo.profiling.runner import calibrate
@@ -256,7 +270,8 @@ def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]
     return 1 if failures else 0
 
 
-def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt) -> list[dict[str, Any]]:
+def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt,
+                  overwrite: bool = False) -> list[dict[str, Any]]:
     """The plans' units through the campaign driver, on this process or on Ray; the rows in plan order."""
     import dataclasses
 
@@ -277,8 +292,10 @@ def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output,
              for unit in plan_units(blocks, shapes, checked, run_overrides, dirs, **in_networks)]
     row_file = RowFile(output, file_fmt, COLUMNS) if output is not None and file_fmt != "table" else None
     campaign = Campaign("profile", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
-                        with_plan=ray is not None)
+                        keep_file=True, overwrite=overwrite, with_plan=ray is not None)
     campaign.open()
+    if campaign.cleared:
+        say(f"--overwrite: replacing {', '.join(campaign.cleared)}")
     if part is not None:
         say(f"shard {part}: {len(campaign.selected)} of {len(campaign.units)} units")
     if resume:

@@ -14,8 +14,8 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
-                                RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
-                                check_format, mode_settings, network_options, parse_overrides, registry_dirs, say)
+                                OverwriteOption, RegistryOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
+                                bounded, check_format, mode_settings, network_options, parse_overrides, registry_dirs, say)
 
 HELP = "\n\n".join([
     "Sweep input sizes and fit how cost grows: MACs, latency and peak memory against N = H*W "
@@ -40,7 +40,10 @@ HELP = "\n\n".join([
 
 
 def parse_memory(text: str | None) -> float | None:
-    """``"8GiB"``, ``"512MiB"``, ``"8G"`` or a number of MiB to MiB; None for no limit."""
+    """``"8GiB"``, ``"512MiB"``, ``"8G"`` or a number of MiB to MiB; None for no limit. NaN and infinities
+    are refused (``none`` says "no limit")."""
+    import math
+
     from attnzoo.errors import ConfigError
 
     if text is None or text.strip().lower() == "none":
@@ -57,6 +60,8 @@ def parse_memory(text: str | None) -> float | None:
         mib = float(value) * scale
     except ValueError:
         raise ConfigError(f"--max-memory '{text}' is not a size like 8GiB or 512MiB") from None
+    if not math.isfinite(mib):
+        raise ConfigError(f"--max-memory '{text}' is not a finite size; give one like 8GiB, or 'none' for no limit")
     if mib <= 0:
         raise ConfigError(f"--max-memory must be positive (or 'none' for no limit), got '{text}'")
     return mib
@@ -89,6 +94,7 @@ def sweep_command(
     dtype: Optional[str] = DtypeOption,
     mode: Optional[str] = typer.Option(None, "--mode", help="infer, train or both (default: infer)."),
     min_time: Optional[float] = typer.Option(None, "--min-time", metavar="SECONDS",
+                                             callback=bounded(0, strict=True, what="a number of seconds"),
                                              help="Time each point for at least this long (default: 0.2)."),
     threads: Optional[int] = ThreadsOption,
     compile_: bool = CompileOption,
@@ -101,6 +107,7 @@ def sweep_command(
              "(default: 3/4 of the device's memory)."),
     resume: bool = typer.Option(False, "--resume", help="Keep the rows already in --output; measure the rest."),
     retry_failed: bool = RetryFailedOption,
+    overwrite: bool = OverwriteOption,
     shard: Optional[str] = ShardOption,
     ray: Optional[str] = RayOption,
     plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="Write log-log curves (.png or .svg)."),
@@ -209,11 +216,13 @@ def sweep_command(
                                    unit_settings(options), cli_overrides, dirs)
     row_file = RowFile(output, output_format(output, fmt), COLUMNS) if output else None
     campaign = Campaign("sweep", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
-                        keep_file=True, with_plan=ray is not None)
+                        keep_file=True, overwrite=overwrite, with_plan=ray is not None)
     if row_file is not None and resume:
         row_file.load()
         record = row_file.check_settings(record)
     campaign.open(check_rows=False)  # the settings record guards a resume, and a resume may extend the grid
+    if campaign.cleared:
+        say(f"--overwrite: replacing {', '.join(campaign.cleared)}")
     if row_file is not None:
         row_file.save_settings(record)
         if resume:
@@ -328,7 +337,7 @@ def _measure(campaign, executor, options, over, limit) -> list[dict[str, Any]]:
 
 
 def _report(rows, specs, over, fmt, output, plot, results=None) -> int:
-    from attnzoo.cli.profile_cmd import _caption, _table_rows
+    from attnzoo.cli.profile_cmd import _caption, _table_rows, warn_unstable
     from attnzoo.output import render, to_table
     from attnzoo.profiling.runner import COLUMNS
     from attnzoo.growth import crossover_columns, fit_rows
@@ -363,6 +372,7 @@ def _report(rows, specs, over, fmt, output, plot, results=None) -> int:
             render(cross[0], "table", columns=cross[1], title=cross[2])
     if output:
         say(f"{len(rows)} rows in {output}")
+    warn_unstable(rows)
     if plot:
         plot_rows(rows, over, plot, **({"families": {name: spec.family for name, spec in specs.items()},
                                          "crossover_results": results} if results is not None else {}))

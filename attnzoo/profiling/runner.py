@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from attnzoo.errors import ConfigError, ProfilerError, ShapeError
 from attnzoo.profiling.measurements import COLUMNS as _COLUMNS
+from attnzoo.profiling.load import sample_load
 from attnzoo.profiling.measurements import MEASUREMENTS, Calibration
 from attnzoo.modes import check_compiler
 from attnzoo.versions import check_supported
@@ -57,8 +59,8 @@ class ProfileOptions:
             raise ConfigError(f"mode '{self.mode}' is not one of {', '.join(MODES)}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype '{self.dtype}' is not one of {', '.join(DTYPES)}")
-        if not self.min_time > 0:
-            raise ConfigError(f"min_time must be positive, got {self.min_time}")
+        if not (self.min_time > 0 and math.isfinite(self.min_time)):
+            raise ConfigError(f"min_time must be a positive, finite number of seconds, got {self.min_time}")
         if self.warmup < 0:
             raise ConfigError(f"warmup must be 0 or more, got {self.warmup}")
         if self.threads is not None and self.threads < 1:
@@ -144,7 +146,9 @@ def _format_overrides(overrides: Mapping[str, Any] | None) -> str:
 
 def blank_row(name: str, shape: str, options: ProfileOptions,
               overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A row with the block, shape and where it is measured filled in and every measurement empty (ok)."""
+    """A row with the block, shape and where it is measured filled in and every measurement empty (ok).
+    ``threads`` is the run's (``options.threads``), else torch's now; ``load``, ``busy`` and ``cores`` the
+    machine's load now (:func:`profile_one` records the busier of before and after its measurements)."""
     import datetime
 
     import torch
@@ -158,9 +162,10 @@ def blank_row(name: str, shape: str, options: ProfileOptions,
                compile=(options.compile_mode or "default") if options.compile else "",
                amp=str(autocast_dtype(options.device)).removeprefix("torch.") if options.amp else "",
                channels_last=options.channels_last, device=options.device, device_name=_device_name(options.device),
-               dtype=options.dtype, threads=torch.get_num_threads(), torch=torch.__version__,
+               dtype=options.dtype, threads=options.threads or torch.get_num_threads(), torch=torch.__version__,
                cuda_version=torch.version.cuda or "", attnzoo_version=__version__,
                timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    row.update(sample_load().fields())
     return row
 
 
@@ -229,6 +234,7 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions, overrides: 
     ``status``; any other failure inside a measurement is a bug of attnzoo's and raises ProfilerError.
     """
     from attnzoo.build import format_shape
+    from attnzoo.profiling.load import Load, worst
     from attnzoo.profiling.prepare import BlockFailure, prepare
 
     if calibration is None and options.mode != "train":
@@ -236,6 +242,7 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions, overrides: 
     with _threads(options.threads):
         name = spec.name if spec is not None else "none"
         row = blank_row(name, format_shape(shape), options, overrides)
+        before = Load(row["load"], row["busy"], row["cores"])  # sampled by blank_row, before the block is built
         prepared = None
         try:
             prepared = prepare(spec, shape, options, overrides, network)
@@ -255,6 +262,7 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions, overrides: 
                 raise failure.error
             row["status"] = _status(failure.error, failure.stage)
         finally:
+            row.update(worst(before, sample_load()).fields())
             del prepared
             _free(options.device)
     return row
