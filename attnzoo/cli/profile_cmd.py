@@ -207,7 +207,11 @@ def profile_command(
             raise ConfigError("--by-module runs here, whole: it takes no --shard, --ray or --resume")
         if any(plan[3] for plan in plans):
             raise ConfigError("--by-module lists a block's submodules; it does not take --network")
-        return _by_module(plans, options.checked(), depth, dirs, fmt, output)
+        if plot is not None:
+            raise ConfigError("--by-module lists submodules in a table: it draws no roofline (--plot); drop one")
+        if options.mode == "train":
+            raise ConfigError("--by-module times forwards only: it cannot honour --mode train (use --mode infer)")
+        return _by_module(plans, options.checked(), depth, dirs, fmt, output, file_fmt)
     if plot is not None:
         from attnzoo.output import PLOT_SUFFIXES, check_output
 
@@ -238,7 +242,7 @@ def profile_command(
     return 1 if bad else 0
 
 
-def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]) -> int:
+def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str], file_fmt: str = "table") -> int:
     """``--by-module``: the rows of every block's submodules (attnzoo.profiling.modules)."""
     from attnzoo.build import parse_shape
     from attnzoo.errors import ConfigError
@@ -260,14 +264,37 @@ def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]
             say(f"attnzoo: {spec.name} at {','.join(map(str, shape))}: error: {failure.stage} failed: "
                 f"{failure.error}")
     if rows:
+        threads = rows[0]["threads"]
+        if output is not None and file_fmt != "table":  # the file as its suffix says; the table still shows
+            render(rows, file_fmt, columns=MODULE_COLUMNS, output=output)
         if fmt == "table":
-            shown = [{**r, "macs": _si(r["macs"]), "bytes_eager": _si(r["bytes_eager"], "B")} for r in rows]
-            render(shown, fmt, columns=MODULE_COLUMNS, title=f"attnzoo profile --by-module (depth {depth})",
-                   caption="rows add up to the block: (own ops) are the operators outside the listed submodules",
-                   output=output)
-        else:
-            render(rows, fmt, columns=MODULE_COLUMNS, output=output)
+            shown = [{**r, "macs": _si(r["macs"]), "bytes_eager": _si(r["bytes_eager"], "B"),
+                      "note": "not called (see below)" if r["note"] else ""} for r in rows]
+            blocks = " · ".join(dict.fromkeys(f"{r['block']} {r['shape']}: {r['block_fwd_ms']:.4g} ms" for r in rows))
+            columns = [c for c in MODULE_COLUMNS if c not in ("block_fwd_ms", "threads")
+                       and (c != "note" or any(r["note"] for r in rows))]
+            render(shown, fmt, columns=columns, title=f"attnzoo profile --by-module (depth {depth})",
+                   caption=f"forward (median, {threads} thread{'s' if threads != 1 else ''}): {blocks}\n"
+                           "rows add up to the block: fwd_ms = the module's median share of a forward x the "
+                           "block's median forward; (own ops) are the operators outside the listed submodules",
+                   output=output if file_fmt == "table" else None)
+        elif output is None:
+            render(rows, fmt, columns=MODULE_COLUMNS)
+        for (block, shape), names in _not_called(rows).items():
+            say(f"attnzoo: {block} at {shape}: {', '.join(names)} hold parameters but are not called: the code of "
+                f"a module above them uses the parameters (e.g. one fused matmul), so their MACs and time are in "
+                f"(own ops)")
+        if output:
+            say(f"wrote {len(rows)} rows to {output}")
     return 1 if failures else 0
+
+
+def _not_called(rows) -> dict[tuple[str, str], list[str]]:
+    found: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        if row["note"]:
+            found.setdefault((row["block"], row["shape"]), []).append(row["module"])
+    return found
 
 
 def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt,
