@@ -24,8 +24,10 @@ HELP = "\n\n".join([
     "Verdict on a time (fwd_ms, train_ms): slower or faster only when the difference exceeds both the "
     "larger interquartile range of the two measurements and --threshold; otherwise same (noise). MACs "
     "and parameters are exact: any difference counts (more, less). Peak memory uses --threshold.",
-    "Exit status: 0; 1 with --fail-above R when a matched time is slower (beyond its spread) by a ratio "
-    "above R; 2 for a usage error or an unreadable file.",
+    "A training file (runs.csv) and a profile file are different kinds of result: refused.",
+    "Exit status: 0; 1 when no row matched (the line says what each file holds), or with --fail-above R "
+    "(at least 1) when a matched time is slower (beyond its spread) by a ratio above R; 2 for a usage error or "
+    "an unreadable file.",
 ])
 
 
@@ -110,6 +112,12 @@ def compare_command(
     file_fmt = output_format(output, fmt)
     base_rows, new_rows = load_results(base, "BASE"), load_results(new, "NEW")
     result = compare(base_rows, new_rows, metric, threshold=threshold, match=list(match or []))
+    if result.matched == 0:  # nothing compared is no verdict: a gate built on it must not pass
+        from attnzoo.compare import describe
+
+        say(f"attnzoo: no row of NEW matched one of BASE on {', '.join(result.key)}: BASE {base} holds "
+            f"{describe(base_rows, result.key)}, NEW {new} holds {describe(new_rows, result.key)}")
+        return 1
     # Key columns that are empty everywhere (overrides in files without any) are left out.
     key = [c for c in result.key if c in ("block", "shape") or any(r.get(c) not in (None, "") for r in result.rows)]
     columns = [*key, *[c for c in result.columns if c not in result.key]]
