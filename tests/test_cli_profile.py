@@ -73,7 +73,8 @@ def test_failed_rows_stay_in_csv_and_the_others_run(capsys):
     frame = pd.read_csv(io.StringIO(out))
     assert code == 1
     assert list(frame["status"].str.split(":").str[0]) == ["error", "ok"]
-    assert err.count("\n") == 1
+    # one line for the failed row (a busy machine may add the footer's warnings about the times)
+    assert len([line for line in err.splitlines() if not line.startswith("attnzoo: warning:")]) == 1
 
 
 @pytest.mark.parametrize("args, expected", [

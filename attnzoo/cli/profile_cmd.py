@@ -28,7 +28,9 @@ HELP = "\n\n".join([
     'Latency: fwd_ms is the median time of a forward under inference mode (model.eval()); train_ms of a '
     'training step (forward and backward, gradients for the weights and the input); after warm-up, '
     'repeated for --min-time seconds; *_iqr_ms is the interquartile range, *_runs the number of timed '
-    'calls.',
+    'calls. Each row records the machine\'s load: load (1-minute load average), busy (other runnable tasks) and '
+    'cores; when a row had fewer free cores than threads, or a spread above 10% of its median, the footer '
+    '(stderr) warns that the results may be unstable and suggests --threads.',
     'Roofline: bytes_min is the compulsory traffic of a forward (inputs, outputs and parameters once each), '
     'bytes_eager what the operators of an eager forward read and write; intensity = flops / bytes_min. '
     'roofline_ms is the fastest forward the device allows: the slower of flops at the best matmul rate '
@@ -51,6 +53,8 @@ HELP = "\n\n".join([
     '(block none): network rows add added_params, added_macs, added_fwd_ms, added_train_ms and the blocks\' '
     'share of the MACs and forward time (attn_macs_share, attn_time_share). A block the network cannot hold is '
     'a skipped row saying why.',
+    'An existing --output file is refused unless --resume (complete it) or --overwrite (replace it and its '
+    '.settings.json / .campaign.json).',
     'Exit status: 0 when every row succeeded, 1 when a row failed (its status says why), 2 for a usage '
     'error, 70 for an internal error of attnzoo (--debug shows its traceback).',
 ])
