@@ -79,6 +79,12 @@ ENVIRONMENT = (
     Column("device_name", style="text", lower_is_better=None, describe="CPU model or GPU name"),
     Column("dtype", style="text", lower_is_better=None),
     Column("threads", lower_is_better=None),
+    # How busy the machine was (attnzoo.profiling.load): a time measured with fewer free cores than threads
+    # is not the block's, and the table's footer says so.
+    Column("load", lower_is_better=None, describe="the machine's 1-minute load average when the row was measured"),
+    Column("busy", lower_is_better=None,
+           describe="other runnable tasks (not this process's) while the row was measured"),
+    Column("cores", lower_is_better=None, describe="the CPU cores this process could run on"),
     Column("torch", style="text", lower_is_better=None),
     Column("cuda_version", style="text", lower_is_better=None),
     Column("attnzoo_version", style="text", lower_is_better=None),

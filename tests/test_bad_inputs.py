@@ -38,7 +38,7 @@ CORPUS = [
     (["profile", *SE, "--device", "tpu"], "device 'tpu'", 2),
     (["profile", *SE, "--dtype", "float8"], "dtype 'float8'", 2),
     (["profile", "se", "--shape", "1,8,4,4", "--mode", "fast"], "mode 'fast'", 2),
-    (["profile", *SE, "--min-time", "0"], "min_time", 2),
+    (["profile", *SE, "--min-time", "0"], "--min-time", 2),
     (["profile", *SE, "--threads", "0"], "threads", 2),
     (["profile", *SE, "--set", "reduction"], "key=value", 2),
     (["profile", *SE, "--format", "xml"], "xml", 2),

@@ -163,6 +163,9 @@ def test_json_output_file_and_metric_choice(tmp_path, capsys):
     (["compare", "{tmp}/base.csv", "{tmp}/base.csv", "--metric", "speed"], "--metric speed"),
     (["compare", "{tmp}/base.csv", "{tmp}/base.csv", "--match", "colour"], "--match colour"),
     (["compare", "{tmp}/base.csv", "{tmp}/base.csv", "--fail-above", "0"], "--fail-above"),
+    (["compare", "{tmp}/base.csv", "{tmp}/base.csv", "--fail-above", "0.9"], "'--fail-above'"),
+    (["compare", "{tmp}/base.csv", "{tmp}/base.csv", "--fail-above", "nan"], "'--fail-above'"),
+    (["compare", "{tmp}/base.csv", "{tmp}/base.csv", "--threshold", "inf"], "'--threshold'"),
     (["compare", "{tmp}/base.csv", "{tmp}/base.csv", "--output", "{tmp}/no/diff.csv"], "does not exist"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):
@@ -194,3 +197,28 @@ def test_two_real_profile_runs_compare(tmp_path, capsys):
     assert {(r["block"], r["metric"]) for r in rows} >= {("se", "fwd_ms"), ("cbam", "macs")}
     macs = [r for r in rows if r["metric"] == "macs"]
     assert all(r["verdict"] == "same" and r["ratio"] == 1 for r in macs)  # counts do not change between runs
+
+
+def test_nothing_matched_is_a_failure_saying_what_each_file_holds(tmp_path, capsys):
+    """Issue 31, item 6: two files with no row in common compared nothing and passed (exit 0), so a CI gate
+    built on 'compare --fail-above' passed whatever changed. It exits 1 with one line naming each file's rows."""
+    base = write_csv(tmp_path / "amp.csv", [row("cbam", "8,256,24,24"), row("se", "8,256,24,24")])
+    new = write_csv(tmp_path / "se_eca.csv", [row("se", "2,16,8,8"), row("eca", "2,16,8,8")])
+    assert run(["compare", base, new, "--fail-above", "1.1"]) == 1
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "no row of NEW matched" in lines[0]
+    assert "amp.csv holds 2 rows (block cbam, se; shape 8,256,24,24" in lines[0]
+    assert "se_eca.csv holds 2 rows (block se, eca; shape 2,16,8,8" in lines[0]
+    # One matched row is a comparison again.
+    assert run(["compare", base, write_csv(tmp_path / "one.csv", [row("se", "8,256,24,24")])]) == 0
+
+
+def test_a_training_file_and_a_profile_file_are_different_kinds(tmp_path, capsys):
+    runs = write_csv(tmp_path / "runs.csv", [{"block": "se", "seed": 0, "shape": "32,32,24,24", "status": "ok",
+                                              "min_test_loss": 0.1, "test_loss_curve": "0.2 0.1"}])
+    rows = write_csv(tmp_path / "rows.csv", [row()])
+    for pair in ((runs, rows), (rows, runs)):
+        assert run(["compare", *pair]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "different kinds of result" in err[0] and "training runs" in err[0]

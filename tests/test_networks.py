@@ -193,8 +193,7 @@ def test_profile_network_rows_with_plain_row_and_deltas():
 
 def test_profile_network_cli_errors_are_one_line(capsys, tmp_path):
     out = tmp_path / "rows.csv"
-    cases = [(["profile", "aff", "--network", "resnet18", "--shape", SMALL], "aff takes 2 inputs"),
-             (["profile", "se", "--network", "resnet5", "--shape", SMALL], "did you mean 'resnet50'"),
+    cases = [(["profile", "se", "--network", "resnet5", "--shape", SMALL], "did you mean 'resnet50'"),
              (["profile", "se", "--network", "resnet18", "--shape", "1,4,64,64"], "takes B,3,H,W images"),
              (["profile", "se", "--network", "resnet18", "--stages", "5", "--shape", SMALL], "--stages 5 is not"),
              (["profile", "se", "--network", "vit-s", "--placement", "residual", "--shape", SMALL], "not residual"),
@@ -298,3 +297,22 @@ def test_shards_of_a_network_run_merge_with_their_deltas(tmp_path, capsys):
     assert set(rows) == {"none", "eca", "se"}
     for block in ("eca", "se"):
         assert int(rows[block]["added_params"]) == int(rows[block]["params"]) - int(rows["none"]["params"]) > 0
+
+
+def test_a_named_block_the_network_cannot_hold_is_a_skipped_row_with_the_runs_settings():
+    """Issue 31, item 5: 'aff' named (no wildcard) in resnet18 was an error that ended the run; it is a
+    skipped row saying why, with the run's threads (not torch's), and the other blocks are still planned."""
+    from attnzoo.campaign.executors import RunContext
+    from attnzoo.profiling.runner import ProfileOptions, plan_units, run_unit
+
+    options = ProfileOptions(device="cpu", mode="infer", min_time=0.01, warmup=0, threads=1).checked()
+    units = plan_units(["aff", "se"], ["1,3,32,32"], options, networks=["resnet18"])
+    assert [u.block for u in units] == ["none", "aff", "se"]
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)  # torch's threads differ from the run's: the skipped row must say the run's
+    try:
+        row = run_unit(units[1], RunContext())
+    finally:
+        torch.set_num_threads(saved)
+    assert row["status"].startswith("skipped: aff takes 2 inputs")
+    assert row["network"] == "resnet18" and row["threads"] == 1 and row["mode"] == "infer"

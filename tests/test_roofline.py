@@ -318,3 +318,54 @@ def test_bandwidth_curves_that_stop_at_different_sizes_combine_over_the_common_o
         ((2.0, 4.0), (6.0, 5.0), (1.0, 2.0), (1.0, 2.0), 2)
     with pytest.raises(ValueError, match="different sizes"):
         one.faster(BandwidthCurve("cpu", 2, (3.0,), (1.0,), (1.0,), (1.0,)))
+
+
+def test_by_module_runs_on_the_runs_threads_and_its_rows_add_up_to_the_block(monkeypatch, capsys, tmp_path):
+    """Issue 31, item 2: --by-module ran on torch's threads whatever --threads said, and its rows summed to
+    the hooked forwards' mean rather than the block's time. At --threads 1 every forward runs on one thread,
+    the rows add up to the block's forward (its median, timed as profile times it), a submodule whose
+    parameters its parent's code uses is noted, and options it cannot honour are refused before measuring."""
+    import json
+
+    import torch
+
+    import attnzoo.profiling.prepare as prepare_module
+    from attnzoo.profiling.modules import NOT_CALLED, OWN, module_rows
+
+    seen: list[int] = []
+    real_prepare = prepare_module.prepare
+
+    def watched(*args, **kwargs):
+        prepared = real_prepare(*args, **kwargs)
+        prepared.eager.register_forward_pre_hook(lambda module, inputs: seen.append(torch.get_num_threads()))
+        return prepared
+
+    monkeypatch.setattr(prepare_module, "prepare", watched)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)  # torch's threads differ from the run's
+    try:
+        options = ProfileOptions(device="cpu", mode="infer", min_time=0.02, warmup=1, threads=1).checked()
+        rows = module_rows(attnzoo.get_spec("mha"), (2, 32, 8, 8), options, depth=1)
+        assert torch.get_num_threads() == 2  # put back afterwards
+    finally:
+        torch.set_num_threads(saved)
+    assert seen and set(seen) == {1}
+    block_ms = rows[0]["block_fwd_ms"]
+    assert block_ms > 0 and {r["block_fwd_ms"] for r in rows} == {block_ms} and {r["threads"] for r in rows} == {1}
+    assert sum(r["fwd_ms"] for r in rows) == pytest.approx(block_ms, abs=1e-3 * len(rows))
+    assert sum(r["time_share"] for r in rows) == pytest.approx(1.0, abs=1e-3)
+    by_name = {r["module"]: r for r in rows}
+    # mha fuses w_qs, w_ks, w_vs into one matmul in its own forward: their MACs are the block's own.
+    assert {m for m, r in by_name.items() if r["note"] == NOT_CALLED} == {"w_qs", "w_ks", "w_vs"}
+    assert by_name["w_qs"]["macs"] == 0 and by_name[OWN]["macs"] >= 3 * 2 * 64 * 32 * 32
+
+    out = tmp_path / "modules.json"
+    assert run(["profile", "mha", "--shape", "2,32,8,8", "--by-module", "-o", str(out), *FAST]) == 0
+    err = capsys.readouterr().err
+    assert f"wrote {len(json.loads(out.read_text()))} rows to {out}" in err
+    assert "w_qs, w_ks, w_vs hold parameters but are not called" in err
+    for extra, message in ((["--plot", str(tmp_path / "r.png")], "--plot"), (["--mode", "train"], "--mode train")):
+        assert run(["profile", "mha", "--shape", "2,32,8,8", "--by-module", *extra, *FAST]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "r.png").exists()

@@ -295,3 +295,78 @@ def test_compile_without_a_compiler_is_refused_before_any_data(monkeypatch, caps
     assert run(["train", "cbam", "--epochs", "1", *TINY, "--compile"]) == 2
     err = capsys.readouterr().err
     assert "needs a C++ compiler" in err and len(err.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------------------------- issue 31
+
+
+def test_a_one_image_last_batch_joins_the_one_before_for_a_pooled_bn_block(tmp_path, capsys):
+    """Issue 31, item 3: ms-cam batch-normalises pooled descriptors, which one image cannot feed; a train size
+    of batch x k + 1 ended in a traceback. The last image joins the batch before it, said once."""
+    from attnzoo.train.data import batch_bounds
+
+    batch, k = 8, 2
+    bounds = batch_bounds(batch * k + 1, batch, merge_single=True)
+    assert bounds == [(0, batch), (batch, batch * k + 1)]  # every image kept, no batch of one
+    assert batch_bounds(batch * k + 1, batch) [-1] == (batch * k, batch * k + 1)  # evaluation keeps its batches
+    assert batch_bounds(batch * k + 2, batch, merge_single=True)[-1] == (batch * k, batch * k + 2)
+
+    out = tmp_path / "mscam"
+    args = ["train", "ms-cam", "--epochs", "1", "--train-size", str(batch * k + 1), "--test-size", str(batch + 1),
+            "--batch-size", str(batch), "--dataset", "synthetic", "--device", "cpu", "--threads", "1",
+            "--out", str(out), "--format", "csv"]
+    assert run(args) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("last batch of 1 image") == 1 and "Traceback" not in captured.err
+    assert [int(r["epoch"]) for r in read_metrics(out)] == [1]
+    state = torch.load(out / "checkpoints" / "epoch-001.pt", weights_only=True)
+    assert state["history"][0]["train_images"] == batch * k + 1
+
+
+def test_a_run_folder_holding_another_run_is_refused_and_overwrite_replaces_it(tmp_path, capsys):
+    """Issue 31, item 4: 'train se --out DIR' into a folder holding a cbam run silently replaced its metrics
+    and left its later checkpoint for a --resume to trip on."""
+    out = tmp_path / "run"
+    stale = out / "checkpoints" / "epoch-007.pt"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an older run's checkpoint")
+    (out / "metrics.csv").write_text("epoch,train_loss\n1,0.5\n")
+    (out / "notes.txt").write_text("the user's own file")
+    args = ["train", "se", "--epochs", "1", *TINY, "--out", str(out), "--format", "csv"]
+    assert run(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a run already" in err[0] and "--resume" in err[0] and "--overwrite" in err[0]
+    assert (out / "metrics.csv").read_text() == "epoch,train_loss\n1,0.5\n" and stale.exists()
+
+    assert run([*args, "--overwrite"]) == 0
+    assert "--overwrite: removed the run" in capsys.readouterr().err
+    assert not stale.exists() and (out / "checkpoints" / "epoch-001.pt").is_file()
+    assert [r["epoch"] for r in read_metrics(out)] == ["1"]
+    assert (out / "notes.txt").read_text() == "the user's own file"  # only the run's own files go
+    assert run([*args, "--overwrite", "--resume"]) == 2
+
+
+def test_a_failed_run_of_a_comparison_is_named_and_exits_1(tmp_path, capsys, monkeypatch):
+    """Issue 31, item 3: a run that failed inside 'train --compare' was printed as '(None s)', shown as a block
+    with 0 seeds and blank cells, and the command exited 0."""
+    import attnzoo.train.loop as loop
+
+    real_train = loop.train
+
+    def failing(cfg, *args, **kwargs):
+        if cfg.block == "se":
+            raise ValueError("planted failure of se's training")
+        return real_train(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "train", failing)
+    out = tmp_path / "cmp"
+    args = ["train", "--compare", "cnn,se", "--epochs", "1", "--train-size", "16", "--test-size", "8",
+            "--batch-size", "8", "--dataset", "synthetic", "--device", "cpu", "--out", str(out)]
+    assert run(args) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "None s" not in captured.err
+    assert "se seed 0: failed: ValueError: planted failure of se's training" in captured.err
+    assert "1 of 2 runs failed (se)" in captured.err
+    assert "0 (1 failed)" in captured.out  # the summary table names it
+    rows = list(csv.DictReader(open(out / "runs.csv", encoding="utf-8")))
+    assert [(r["block"], r["status"].split(":")[0]) for r in rows] == [("cnn", "ok"), ("se", "failed")]

@@ -25,9 +25,11 @@ class Campaign:
     row_file: RowFile | None = None  # --output as CSV or JSON: written as rows arrive
     resume: bool = False
     retry_failed: bool = False
-    keep_file: bool = False  # refuse to overwrite an existing --output without --resume
+    keep_file: bool = False  # refuse to overwrite an existing --output without --resume or overwrite
+    overwrite: bool = False  # replace an existing --output: the file and its sidecars (settings, plan) go
     with_plan: bool = False  # write FILE.campaign.json (the parts of a sharded or Ray campaign are merged later)
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # unit id -> a row kept from the file
+    cleared: list[str] = field(default_factory=list)  # what --overwrite removed (for the command to say)
 
     def __post_init__(self) -> None:
         self.units = unique(self.units)
@@ -35,6 +37,8 @@ class Campaign:
             raise ConfigError("--retry-failed goes with --resume (it measures again the failed units of --output)")
         if self.resume and self.row_file is None:
             raise ConfigError("--resume needs --output FILE (the file to complete)")
+        if self.resume and self.overwrite:
+            raise ConfigError("give --resume (complete --output) or --overwrite (replace it), not both")
 
     @property
     def selected(self) -> list[Unit]:
@@ -60,8 +64,13 @@ class Campaign:
             mine = {unit.id for unit in self.selected}
             self.done = {k: v for k, v in self.done.items() if k in mine}
             self.row_file.rows = list(self.done.values())
+        elif self.overwrite:
+            self.cleared = [p.name for p in (path, self.row_file.settings_path, plan_path(path)) if p.exists()]
+            for stale in (path, self.row_file.settings_path, plan_path(path)):
+                stale.unlink(missing_ok=True)
         elif path.exists() and path.stat().st_size > 0 and self.keep_file:
-            raise ConfigError(f"{path} exists: pass --resume to complete it, or remove it first")
+            raise ConfigError(f"{path} exists: pass --resume to complete it, or --overwrite to replace it "
+                              "(and its .settings.json and .campaign.json)")
         self.row_file.start(keep_existing=self.resume)
         if self.with_plan or self.shard is not None:
             save_plan(path, self.command, self.units, self.shard)

@@ -33,6 +33,43 @@ ThreadsOption = typer.Option(None, "--threads",
                              help="CPU threads while measuring (torch.set_num_threads) (default: torch's).")
 
 
+def bounded(low: float, *, strict: bool = False, what: str = "a number"):
+    """A typer callback that refuses NaN, infinities and values below ``low`` (``strict``: at or below it),
+    in one line naming the option as the user typed it (``--min-time``, not ``min_time``)."""
+    import math
+
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: Optional[float]) -> Optional[float]:
+        if value is None:
+            return value
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            bound = f"above {low:g}" if strict else f"at least {low:g}"
+            raise typer.BadParameter(f"must be {what}, finite and {bound}, got {value:g}", ctx=ctx, param=param)
+        return value
+
+    return check
+
+
+OverwriteOption = typer.Option(
+    False, "--overwrite",
+    help="Replace an existing --output file (and its .settings.json and .campaign.json beside it); without it "
+         "(or --resume) an existing file is refused.")
+
+
+def check_fresh(path, overwrite: bool, option: str = "--output", resume_too: bool = False) -> None:
+    """Refuse (one line) to write over an existing file unless ``overwrite``: a command never destroys a
+    result it did not make in this run without being told."""
+    from pathlib import Path
+
+    from attnzoo.errors import ConfigError
+
+    if path is None or overwrite:
+        return
+    target = Path(path)
+    if target.is_file() and target.stat().st_size > 0:
+        how = "pass --resume to complete it, or --overwrite to replace it" if resume_too else "pass --overwrite to replace it"
+        raise ConfigError(f"{option} {path} exists: {how}")
+
+
 def registry_dirs(value: Optional[List[str]]) -> list[str]:
     return list(value or [])
 

@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 import typer
 
 from attnzoo.cli.app import app
-from attnzoo.cli.common import FormatOption, OutputOption, check_format, count, say
+from attnzoo.cli.common import FormatOption, OutputOption, bounded, check_format, count, say
 
 HELP = "\n\n".join([
     "Compare two result files of profile or sweep: ratios NEW / BASE and noise-aware verdicts.",
@@ -25,8 +25,10 @@ HELP = "\n\n".join([
     "Verdict on a time (fwd_ms, train_ms): slower or faster only when the difference exceeds both the "
     "larger interquartile range of the two measurements and --threshold; otherwise same (noise). MACs "
     "and parameters are exact: any difference counts (more, less). Peak memory uses --threshold.",
-    "Exit status: 0; 1 with --fail-above R when a matched time is slower (beyond its spread) by a ratio "
-    "above R; 2 for a usage error or an unreadable file.",
+    "A training file (runs.csv) and a profile file are different kinds of result: refused.",
+    "Exit status: 0; 1 when no row matched (the line says what each file holds), or with --fail-above R "
+    "(at least 1) when a matched time is slower (beyond its spread) by a ratio above R; 2 for a usage error or "
+    "an unreadable file.",
 ])
 
 
@@ -93,9 +95,9 @@ def compare_command(
         help="Metrics to compare, repeatable or comma-separated (default: fwd_ms, train_ms, fwd_peak_mib, "
              "train_peak_mib, macs, params, those in both files)."),
     fail_above: Optional[float] = typer.Option(
-        None, "--fail-above", metavar="RATIO",
+        None, "--fail-above", metavar="RATIO", callback=bounded(1, what="a slowdown ratio such as 1.10"),
         help="Exit 1 when a matched time is slower than BASE by more than this ratio (e.g. 1.10), beyond its spread."),
-    threshold: float = typer.Option(0.05, "--threshold", metavar="FRACTION",
+    threshold: float = typer.Option(0.05, "--threshold", metavar="FRACTION", callback=bounded(0, what="a fraction"),
                                     help="Smallest relative change called a change."),
     match: Optional[List[str]] = typer.Option(
         None, "--match", metavar="COLUMN", help="Also pair rows on this column (repeatable), e.g. dtype."),
@@ -103,19 +105,22 @@ def compare_command(
     output: Optional[str] = OutputOption,
 ) -> int:
     from attnzoo.results.compare import compare
-    from attnzoo.errors import ConfigError
     from attnzoo.output import output_format, render
     from attnzoo.results import load_results, result_files
 
     fmt = check_format(fmt)
     file_fmt = output_format(output, fmt)
-    if fail_above is not None and not fail_above > 0:
-        raise ConfigError(f"--fail-above must be a positive ratio such as 1.10, got {fail_above}")
     base_rows, new_rows = load_results(base, "BASE"), load_results(new, "NEW")
     for given in (base, new):  # a folder: what it holds besides rows
         for line in result_files([given])[1] if Path(given).is_dir() else []:
             say(line)
     result = compare(base_rows, new_rows, metric, threshold=threshold, match=list(match or []))
+    if result.matched == 0:  # nothing compared is no verdict: a gate built on it must not pass
+        from attnzoo.results.compare import describe
+
+        say(f"attnzoo: no row of NEW matched one of BASE on {', '.join(result.key)}: BASE {base} holds "
+            f"{describe(base_rows, result.key)}, NEW {new} holds {describe(new_rows, result.key)}")
+        return 1
     # Key columns that are empty everywhere (overrides in files without any) are left out.
     key = [c for c in result.key if c in ("block", "shape") or any(r.get(c) not in (None, "") for r in result.rows)]
     columns = [*key, *[c for c in result.columns if c not in result.key]]

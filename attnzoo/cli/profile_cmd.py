@@ -13,10 +13,10 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
-                                InputScaleOption, RecalibrateOption, RegistryOption, SdpaBackendOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
-                                ColumnsOption, WideOption,
-                                check_format, check_runs, count, mode_settings, network_options, registry_dirs, say,
-                                split_plans)
+                                InputScaleOption, OverwriteOption, RecalibrateOption, RegistryOption, RetryFailedOption,
+                                SdpaBackendOption, SetOption, ShardOption, StagesOption, ThreadsOption, ColumnsOption,
+                                WideOption, bounded, check_format, check_fresh, check_runs, count, mode_settings,
+                                network_options, registry_dirs, say, split_plans)
 
 HELP = "\n\n".join([
     'Profile blocks: parameters, MACs / FLOPs, latency and peak memory, one row per block and shape.',
@@ -30,7 +30,9 @@ HELP = "\n\n".join([
     'Latency: fwd_ms is the median time of a forward under inference mode (model.eval()); train_ms of a '
     'training step (forward and backward, gradients for the weights and the input); after warm-up, '
     'repeated for --min-time seconds; *_iqr_ms is the interquartile range, *_runs the number of timed '
-    'calls.',
+    'calls. Each row records the machine\'s load: load (1-minute load average), busy (other runnable tasks) and '
+    'cores; when a row had fewer free cores than threads, or a spread above 10% of its median, the footer '
+    '(stderr) warns that the results may be unstable and suggests --threads.',
     'Roofline: bytes_min is the compulsory traffic of a forward (inputs, outputs and parameters once each), '
     'bytes_eager what the operators of an eager forward read and write; intensity = flops / bytes_min. '
     'roofline_ms is the fastest forward the device allows: the slower of flops at the best matmul rate '
@@ -53,6 +55,8 @@ HELP = "\n\n".join([
     '(block none): network rows add added_params, added_macs, added_fwd_ms, added_train_ms and the blocks\' '
     'share of the MACs and forward time (attn_macs_share, attn_time_share). A block the network cannot hold is '
     'a skipped row saying why.',
+    'An existing --output file is refused unless --resume (complete it) or --overwrite (replace it and its '
+    '.settings.json / .campaign.json).',
     'Exit status: 0 when every row succeeded, 1 when a row failed (its status says why), 2 for a usage '
     'error, 70 for an internal error of attnzoo (--debug shows its traceback).',
 ])
@@ -176,6 +180,15 @@ def _caption(rows: list[dict[str, Any]]) -> str:
             "of limit: the roofline's time over the measured one (1 = at the hardware's limit)")
 
 
+def warn_unstable(rows: list[dict[str, Any]]) -> None:
+    """The footer on stderr: when the machine was too busy for the threads, or a time's spread is wide, say
+    that the results may be unstable and what to rerun with (attnzoo.profiling.load)."""
+    from attnzoo.profiling.load import stability_warnings
+
+    for line in stability_warnings(rows):
+        say(f"attnzoo: {line}")
+
+
 @app.command("profile", help=HELP)
 def profile_command(
     names: Optional[List[str]] = typer.Argument(
@@ -190,7 +203,8 @@ def profile_command(
     mode: Optional[str] = typer.Option(
         None, "--mode", help="infer (forward), train (forward + backward) or both (default: both)."),
     min_time: Optional[float] = typer.Option(
-        None, "--min-time", metavar="SECONDS", help="Time each measurement for at least this long (default: 0.3)."),
+        None, "--min-time", metavar="SECONDS", callback=bounded(0, strict=True, what="a number of seconds"),
+        help="Time each measurement for at least this long (default: 0.3)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Calls before timing starts (default: 3)."),
     threads: Optional[int] = ThreadsOption,
     compile_: bool = CompileOption,
@@ -211,6 +225,7 @@ def profile_command(
     ray: Optional[str] = RayOption,
     resume: bool = typer.Option(False, "--resume", help="Keep the rows already in --output; measure the rest."),
     retry_failed: bool = RetryFailedOption,
+    overwrite: bool = OverwriteOption,
     fmt: str = FormatOption,
     output: Optional[str] = OutputOption,
     wide: bool = WideOption,
@@ -228,6 +243,8 @@ def profile_command(
     fmt = check_format(fmt)
     chosen = check_columns(columns)
     file_fmt = output_format(output, fmt)  # a path that cannot be written ends here, before any measurement
+    if by_module or file_fmt == "table":  # a file of rows is the campaign's to keep (--resume) or replace
+        check_fresh(output, overwrite)
     part = parse_shard(shard)
     dirs = registry_dirs(registry)
     given = {key: value for key, value in (("device", device), ("dtype", dtype), ("mode", mode),
@@ -275,14 +292,19 @@ def profile_command(
             raise ConfigError("--by-module runs here, whole: it takes no --shard, --ray or --resume")
         if any(plan[3] for plan in plans):
             raise ConfigError("--by-module lists a block's submodules; it does not take --network")
-        return _by_module(plans, options.checked(), depth, dirs, fmt, output)
+        if plot is not None:
+            raise ConfigError("--by-module lists submodules in a table: it draws no roofline (--plot); drop one")
+        if options.mode == "train":
+            raise ConfigError("--by-module times forwards only: it cannot honour --mode train (use --mode infer)")
+        return _by_module(plans, options.checked(), depth, dirs, fmt, output, file_fmt)
     if plot is not None:
         from attnzoo.output import PLOT_SUFFIXES, check_output
 
         check_output(plot, "--plot", PLOT_SUFFIXES)
         if ray is not None:
             raise ConfigError("--plot draws the ceilings of this machine: it does not go with --ray")
-    rows = _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt, recalibrate)
+    rows = _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt, overwrite,
+                         recalibrate)
     bad = [row for row in rows if failed(row)]
     for row in rows:
         if row["status"] != "ok":
@@ -298,6 +320,7 @@ def profile_command(
         say(nonfinite_note(rows))
     if output:
         say(f"wrote {count(len(rows), 'row')} to {output}")
+    warn_unstable(rows)
     if plot is not None:
         from attnzoo.profiling.roofline import plot_roofline
         from attnzoo.profiling.runner import calibrate
@@ -307,7 +330,7 @@ def profile_command(
     return 1 if bad else 0
 
 
-def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]) -> int:
+def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str], file_fmt: str = "table") -> int:
     """``--by-module``: the rows of every block's submodules (attnzoo.profiling.modules)."""
     from attnzoo.build import parse_shape
     from attnzoo.errors import BlockFailure, ConfigError
@@ -328,18 +351,41 @@ def _by_module(plans, options, depth: int, dirs, fmt: str, output: Optional[str]
             say(f"attnzoo: {spec.name} at {','.join(map(str, shape))}: error: {failure.stage} failed: "
                 f"{failure.error}")
     if rows:
+        threads = rows[0]["threads"]
+        if output is not None and file_fmt != "table":  # the file as its suffix says; the table still shows
+            render(rows, file_fmt, columns=MODULE_COLUMNS, output=output)
         if fmt == "table":
-            shown = [{**r, "macs": _si(r["macs"]), "bytes_eager": _si(r["bytes_eager"], "B")} for r in rows]
-            render(shown, fmt, columns=MODULE_COLUMNS, title=f"attnzoo profile --by-module (depth {depth})",
-                   caption="rows add up to the block: (own ops) are the operators outside the listed submodules",
-                   output=output)
-        else:
-            render(rows, fmt, columns=MODULE_COLUMNS, output=output)
+            shown = [{**r, "macs": _si(r["macs"]), "bytes_eager": _si(r["bytes_eager"], "B"),
+                      "note": "not called (see below)" if r["note"] else ""} for r in rows]
+            blocks = " · ".join(dict.fromkeys(f"{r['block']} {r['shape']}: {r['block_fwd_ms']:.4g} ms" for r in rows))
+            columns = [c for c in MODULE_COLUMNS if c not in ("block_fwd_ms", "threads")
+                       and (c != "note" or any(r["note"] for r in rows))]
+            render(shown, fmt, columns=columns, title=f"attnzoo profile --by-module (depth {depth})",
+                   caption=f"forward (median, {threads} thread{'s' if threads != 1 else ''}): {blocks}\n"
+                           "rows add up to the block: fwd_ms = the module's median share of a forward x the "
+                           "block's median forward; (own ops) are the operators outside the listed submodules",
+                   output=output if file_fmt == "table" else None)
+        elif output is None:
+            render(rows, fmt, columns=MODULE_COLUMNS)
+        for (block, shape), names in _not_called(rows).items():
+            say(f"attnzoo: {block} at {shape}: {', '.join(names)} hold parameters but are not called: the code of "
+                f"a module above them uses the parameters (e.g. one fused matmul), so their MACs and time are in "
+                f"(own ops)")
+        if output:
+            say(f"wrote {count(len(rows), 'row')} to {output}")
     return 1 if failures else 0
 
 
+def _not_called(rows) -> dict[tuple[str, str], list[str]]:
+    found: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        if row["note"]:
+            found.setdefault((row["block"], row["shape"]), []).append(row["module"])
+    return found
+
+
 def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output, file_fmt,
-                  recalibrate: bool = False) -> list[dict[str, Any]]:
+                  overwrite: bool = False, recalibrate: bool = False) -> list[dict[str, Any]]:
     """The plans' units through the campaign driver, on this process or on Ray; the rows in plan order."""
     import dataclasses
 
@@ -362,8 +408,10 @@ def _run_campaign(plans, options, dirs, part, ray, resume, retry_failed, output,
     refuse_if_none_can_run(units)  # a block that cannot take the shape is answered before any measurement
     row_file = RowFile(output, file_fmt, COLUMNS) if output is not None and file_fmt != "table" else None
     campaign = Campaign("profile", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
-                        with_plan=ray is not None)
+                        keep_file=True, overwrite=overwrite, with_plan=ray is not None)
     campaign.open()
+    if campaign.cleared:
+        say(f"--overwrite: replacing {', '.join(campaign.cleared)}")
     if part is not None:
         say(f"shard {part}: {len(campaign.selected)} of {len(campaign.units)} units")
     if resume:

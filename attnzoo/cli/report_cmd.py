@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from attnzoo.cli.app import app
 from attnzoo.cli.common import RegistryOption, registry_dirs, say
+
+DEFAULT_OUT = "report.html"
 
 HELP = "\n\n".join([
     "Write one self-contained HTML page of result files (CSV or JSON of profile, sweep and train --compare) "
@@ -20,22 +23,32 @@ HELP = "\n\n".join([
     "rows (FILE.settings.json, FILE.campaign.json, a comparison's summary.csv, a run's metrics.csv, figures) "
     "are skipped, each with a note on stderr.",
     "Styles, script and plots are inside the file: it opens with no network.",
+    "Without --out the page is report.html, and an existing report.html is refused unless --overwrite; a file "
+    "named with --out is written.",
 ])
 
 
 @app.command("report", help=HELP)
 def report_command(
     results: List[str] = typer.Argument(..., help="Result files (.csv or .json) or folders of them."),
-    out: str = typer.Option("report.html", "--out", "--output", "-o", metavar="FILE",
-                            help="The page to write (.html); --output is the same option."),
+    out: Optional[str] = typer.Option(None, "--out", "--output", "-o", metavar="FILE",
+                                      help="The page to write (.html) (default: report.html, refused if it exists "
+                                           "unless --overwrite); --output is the same option."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report.html when --out is not given."),
     title: str = typer.Option("attnzoo report", "--title", help="The page's title."),
     registry: Optional[List[str]] = RegistryOption,
 ) -> None:
     from attnzoo.output import HTML_SUFFIXES, check_output, write_atomic
     from attnzoo.results.report import build_report
 
+    named = out is not None
+    out = out if named else DEFAULT_OUT
     check_output(out, "--out", HTML_SUFFIXES)
-    page = build_report(results, registry_dirs(registry), title=title, note=say)
+    page = build_report(results, registry_dirs(registry), title=title, note=say)  # unreadable inputs are said first
+    if not named and Path(out).exists() and not overwrite:  # a page nobody named may be an earlier report
+        from attnzoo.errors import ConfigError
+
+        raise ConfigError(f"{out} exists (an earlier report?): pass --overwrite to replace it, or --out FILE")
     try:
         write_atomic(out, page)
     except OSError as exc:

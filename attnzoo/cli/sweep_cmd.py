@@ -14,10 +14,10 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
-                                InputScaleOption, RecalibrateOption, RegistryOption, SdpaBackendOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
-                                ColumnsOption, WideOption,
-                                check_format, check_runs, count, mode_settings, network_options, registry_dirs, say,
-                                split_plans)
+                                InputScaleOption, OverwriteOption, RecalibrateOption, RegistryOption, RetryFailedOption,
+                                SdpaBackendOption, SetOption, ShardOption, StagesOption, ThreadsOption, ColumnsOption,
+                                WideOption, bounded, check_format, check_runs, count, mode_settings, network_options,
+                                registry_dirs, say, split_plans)
 
 HELP = "\n\n".join([
     "Sweep input sizes and fit how cost grows: MACs, latency and peak memory against N = H*W "
@@ -42,7 +42,10 @@ HELP = "\n\n".join([
 
 
 def parse_memory(text: str | None) -> float | None:
-    """``"8GiB"``, ``"512MiB"``, ``"8G"`` or a number of MiB to MiB; None for no limit."""
+    """``"8GiB"``, ``"512MiB"``, ``"8G"`` or a number of MiB to MiB; None for no limit. NaN and infinities
+    are refused (``none`` says "no limit")."""
+    import math
+
     from attnzoo.errors import ConfigError
 
     if text is None or text.strip().lower() == "none":
@@ -59,6 +62,8 @@ def parse_memory(text: str | None) -> float | None:
         mib = float(value) * scale
     except ValueError:
         raise ConfigError(f"--max-memory '{text}' is not a size like 8GiB or 512MiB") from None
+    if not math.isfinite(mib):
+        raise ConfigError(f"--max-memory '{text}' is not a finite size; give one like 8GiB, or 'none' for no limit")
     if mib <= 0:
         raise ConfigError(f"--max-memory must be positive (or 'none' for no limit), got '{text}'")
     return mib
@@ -91,6 +96,7 @@ def sweep_command(
     dtype: Optional[str] = DtypeOption,
     mode: Optional[str] = typer.Option(None, "--mode", help="infer, train or both (default: infer)."),
     min_time: Optional[float] = typer.Option(None, "--min-time", metavar="SECONDS",
+                                             callback=bounded(0, strict=True, what="a number of seconds"),
                                              help="Time each point for at least this long (default: 0.2)."),
     threads: Optional[int] = ThreadsOption,
     compile_: bool = CompileOption,
@@ -106,6 +112,7 @@ def sweep_command(
              "(default: 3/4 of the device's memory)."),
     resume: bool = typer.Option(False, "--resume", help="Keep the rows already in --output; measure the rest."),
     retry_failed: bool = RetryFailedOption,
+    overwrite: bool = OverwriteOption,
     shard: Optional[str] = ShardOption,
     ray: Optional[str] = RayOption,
     plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE", help="Write log-log curves (.png or .svg)."),
@@ -224,11 +231,13 @@ def sweep_command(
     refuse_if_none_can_run(units)  # no block can take the grid's shapes: said before any measurement
     row_file = RowFile(output, output_format(output, fmt), COLUMNS) if output else None
     campaign = Campaign("sweep", units, shard=part, row_file=row_file, resume=resume, retry_failed=retry_failed,
-                        keep_file=True, with_plan=ray is not None)
+                        keep_file=True, overwrite=overwrite, with_plan=ray is not None)
     if row_file is not None and resume:
         row_file.load()
         record = row_file.check_settings(record)
     campaign.open(check_rows=False)  # the settings record guards a resume, and a resume may extend the grid
+    if campaign.cleared:
+        say(f"--overwrite: replacing {', '.join(campaign.cleared)}")
     if row_file is not None:
         row_file.save_settings(record)
         if resume:
@@ -343,7 +352,7 @@ def _measure(campaign, executor, options, over, limit, recalibrate: bool = False
 
 
 def _report(rows, specs, over, fmt, output, plot, results=None, wide=False, chosen=None) -> int:
-    from attnzoo.cli.profile_cmd import _caption, _table_rows, nonfinite_note
+    from attnzoo.cli.profile_cmd import _caption, _table_rows, nonfinite_note, warn_unstable
     from attnzoo.output import render, to_table
     from attnzoo.profiling.runner import COLUMNS
     from attnzoo.growth import crossover_columns, fit_rows
@@ -381,6 +390,7 @@ def _report(rows, specs, over, fmt, output, plot, results=None, wide=False, chos
         say(nonfinite_note(rows))
     if output:
         say(f"{count(len(rows), 'row')} in {output}")
+    warn_unstable(rows)
     if plot:
         plot_rows(rows, over, plot, **({"families": {name: spec.family for name, spec in specs.items()},
                                          "crossover_results": results} if results is not None else {}))

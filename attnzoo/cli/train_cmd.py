@@ -9,8 +9,8 @@ import typer
 
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileOption, FormatOption, RayOption,
-                                RegistryOption, RetryFailedOption, ShardOption, SummaryOutputOption, check_format, count,
-                                registry_dirs, say)
+                                RegistryOption, RetryFailedOption, ShardOption, SummaryOutputOption, bounded,
+                                check_format, count, registry_dirs, say)
 from attnzoo.errors import ConfigError
 
 DEFAULT_OUT = Path("runs") / "train"
@@ -76,13 +76,14 @@ def train_command(
     only: Optional[str] = typer.Option(None, "--only", metavar="A,B,...",
                                        help="With --all: only the blocks these names, wildcards or families match."),
     seeds: int = typer.Option(1, "--seeds", metavar="K", help="Comparisons: train each block with K seeds, from --seed on."),
-    target_loss: float = typer.Option(0.1, "--target-loss", metavar="LOSS",
+    target_loss: float = typer.Option(0.1, "--target-loss", metavar="LOSS", callback=bounded(0, what="a loss"),
                                       help="Comparisons: count the epochs until the test loss is at most this."),
     last_epochs: Optional[int] = typer.Option(None, "--last-epochs", metavar="N",
                                               help="Comparisons: last_test_loss is the mean over the last N epochs (default: a fifth of --epochs)."),
     epochs: int = typer.Option(50, "--epochs", help="Total epochs (with --resume: the epoch to reach)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per step (per process under torchrun)."),
-    lr: float = typer.Option(1e-4, "--lr", help="Adam learning rate (the article's 1e-4)."),
+    lr: float = typer.Option(1e-4, "--lr", callback=bounded(0, strict=True, what="a learning rate"),
+                             help="Adam learning rate (the article's 1e-4)."),
     seed: int = typer.Option(0, "--seed", help="Seeds the weights, the shuffling, the patch draw and synthetic images."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     train_size: int = typer.Option(4000, "--train-size", help="Training images: the first N of the source."),
@@ -96,6 +97,13 @@ def train_command(
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
                                        help="Run folder (default runs/train/BLOCK, or runs/train/compare with one sub-folder a run)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint (a comparison: the runs not in OUT/runs.csv)."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace the run (or comparison) already in --out: its metrics, figures and "
+                                        "checkpoints (a comparison's runs.csv, summary.csv and their .settings.json / "
+                                        ".campaign.json too). Without it (or --resume) an --out holding a run is refused."),
+    threads: Optional[int] = typer.Option(None, "--threads",
+                                          help="CPU threads (torch.set_num_threads) for training and for measuring "
+                                               "each block's cost (default: torch's)."),
     retry_failed: bool = RetryFailedOption,
     shard: Optional[str] = ShardOption,
     ray: Optional[str] = RayOption,
@@ -107,7 +115,7 @@ def train_command(
     fmt: str = FormatOption,
     output: Optional[str] = SummaryOutputOption,
     registry: Optional[List[str]] = RegistryOption,
-) -> None:
+) -> int:
     from attnzoo.output import check_dir, output_format, render
     from attnzoo.train import TrainConfig, setup_processes, teardown_processes
     from attnzoo.train import train as run_training
@@ -131,6 +139,10 @@ def train_command(
     TrainConfig(block="cnn", out=Path("."), epochs=epochs, batch_size=batch_size, lr=lr).check()
     if train_size < 1 or test_size < 1:
         raise ConfigError("--train-size and --test-size must be at least 1")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    if resume and overwrite:
+        raise ConfigError("give --resume (continue what --out holds) or --overwrite (replace it), not both")
     if compile_:
         from attnzoo.modes import check_compiler
         from attnzoo.train.loop import resolve_device
@@ -143,11 +155,10 @@ def train_command(
         protocol = Protocol(out=out or DEFAULT_OUT / "compare", epochs=epochs, batch_size=batch_size, lr=lr,
                             train_size=train_size, test_size=test_size, difficulty=difficulty, data_seed=seed,
                             target_loss=target_loss, last_epochs=last_epochs, registry=registry_list,
-                            compile=compile_, amp=amp, channels_last=channels_last)
+                            compile=compile_, amp=amp, channels_last=channels_last, threads=threads)
         protocol.check()
-        _compare(protocol, (compare or only or "").split(","), every, list(sets or []), seeds, seed, device, dataset,
-                 data_root, resume, retry_failed, shard, ray, fmt, output)
-        return
+        return _compare(protocol, (compare or only or "").split(","), every, list(sets or []), seeds, seed, device,
+                        dataset, data_root, resume, retry_failed, shard, ray, fmt, output, overwrite)
     if not block:
         raise ConfigError("give a block to train (e.g. 'attnzoo train cbam') or --compare cnn,mha,conv-mha,cbam")
     overrides = parse_sets(list(sets or []), [block])[block]
@@ -156,23 +167,58 @@ def train_command(
     # The network is built at the batch size it trains with: a bad name, override or shape fails here,
     # before any data is loaded.
     model = build_model(block, overrides, registry_list, seed, batch_size)
+    base = out or (DEFAULT_OUT / block)
+    _keep_or_clear(base, resume, overwrite)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
     info = setup_processes(device)
     try:
         note_line = say if info.main else (lambda text: None)
         data, kind = _load(dataset, data_root, train_size, test_size, seed, difficulty, info, note_line)
-        base = out or (DEFAULT_OUT / block)
         cfg = TrainConfig(block=block, out=base, overrides=overrides, epochs=epochs, batch_size=batch_size, lr=lr,
                           seed=seed, train_size=train_size, test_size=test_size, dataset=kind, difficulty=difficulty,
                           resume=resume, registry=registry_list, compile=compile_, amp=amp,
                           channels_last=channels_last)
-        summary = run_training(cfg, data, info, note_line, model=model)
+        try:
+            summary = run_training(cfg, data, info, note_line, model=model)
+        except (RuntimeError, ValueError, FloatingPointError) as exc:  # the block's own failure, said in a line
+            from attnzoo.cli.common import debug_enabled
+            from attnzoo.errors import AttnzooError
+
+            if debug_enabled() or isinstance(exc, AttnzooError):
+                raise
+            note_line(f"attnzoo: {block} failed while training: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                      " (--debug shows the traceback)")
+            return 1
         summary.pop("history")
         note_line(f"{block}: wrote {cfg.out}/metrics.csv, loss.png, accuracy.png, attention.png, checkpoints/")
         if info.main:
             render([summary], fmt, columns=SINGLE_COLUMNS, title=f"white-patch task: {data.source}", output=output)
     finally:
         teardown_processes(info)
+    return 0
+
+
+def _keep_or_clear(base: Path, resume: bool, overwrite: bool) -> None:
+    """A run folder that holds a run already is continued (--resume), replaced (--overwrite: its files and
+    checkpoints removed, and said) or refused: a run never lands silently on another's metrics and
+    checkpoints (a later --resume would continue the wrong one)."""
+    import os
+
+    from attnzoo.train.loop import clear_run, run_files
+
+    found = run_files(base)
+    if not found or resume:
+        return
+    if not overwrite:
+        raise ConfigError(f"--out {base} holds a run already ({', '.join(found)}): pass --resume to continue it, "
+                          "or --overwrite to replace it")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process clears
+        clear_run(base)
+        say(f"--overwrite: removed the run in {base} ({', '.join(found)})")
 
 
 def _load(dataset, data_root, train_size, test_size, seed, difficulty, info, note_line):
@@ -194,7 +240,7 @@ def _load(dataset, data_root, train_size, test_size, seed, difficulty, info, not
 
 
 def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data_root, resume, retry_failed, shard,
-             ray, fmt, output) -> None:
+             ray, fmt, output, overwrite: bool = False) -> int:
     """A comparison as a campaign: one unit per block and seed (attnzoo.train.zoo.make_units), those not in
     OUT/runs.csv (with --resume) or outside this --shard run by the executor (here, or Ray), each row
     appended to OUT/runs.csv as it arrives; then the summary per block of the rows this process holds."""
@@ -241,13 +287,18 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
     rows_file = RowFile(base / "runs.csv", "csv", RUN_COLUMNS)
     record = {**protocol.record(), "overrides": {f"{b} {units[0].shape_text}": o for b, o in overrides.items() if o}}
     campaign = Campaign("train", units, shard=part, row_file=rows_file, resume=resume, retry_failed=retry_failed,
-                        keep_file=True, with_plan=ray is not None)
+                        keep_file=True, overwrite=overwrite, with_plan=ray is not None)
     if resume:
         rows_file.load()
         record = rows_file.check_settings(record)  # names the setting that differs
     # Run folders go under OUT, on whichever machine trains the unit (the same absolute path on a Ray node).
     executor = make_executor(ray, raise_errors=debug_enabled(), out=str(base.resolve()))
     campaign.open(check_rows=False)  # the settings record guards a resume, and a resume may add blocks or seeds
+    if overwrite and (base / "summary.csv").is_file():
+        campaign.cleared.append("summary.csv")
+        (base / "summary.csv").unlink()
+    if campaign.cleared:
+        say(f"--overwrite: replacing {', '.join(campaign.cleared)} in {base} (and the checkpoints of its runs)")
     rows_file.save_settings(record)
     todo = [unit for unit in campaign.selected if unit.id not in campaign.done]
     if not resume:  # a fresh comparison: no checkpoint of an older one may be continued
@@ -259,6 +310,9 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
         + (f", {len(campaign.done)} already in {rows_file.path}" if campaign.done else "")
         + (f" (shard {part}: {len(campaign.selected)} of {len(campaign.units)} runs)" if part is not None else ""))
     costs = _block_costs(sorted({unit.block for unit in todo}), overrides, protocol, executor)
+    if todo and protocol.train_size > 1 and protocol.train_size % protocol.batch_size == 1:
+        say(f"{protocol.train_size} training images make a last batch of 1 image, which batch normalisation over "
+            f"pooled values cannot take: it joins the batch before ({protocol.batch_size + 1} images), in every run")
     if todo and not executor.remote:
         from attnzoo.train.zoo import task_data
 
@@ -267,9 +321,10 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
 
     def on_row(row):
         finished[0] += 1
-        shown = f"min test loss {row['min_test_loss']:.4g}" if row["status"] == "ok" else row["status"]
+        ok = row["status"] == "ok"
+        shown = f"min test loss {row['min_test_loss']:.4g}" if ok else row["status"]
         say(f"[{finished[0]}/{len(todo)}] {row['block']} seed {row['seed']}: {shown}"
-            + (f" ({row['wall_s']} s)" if row.get("wall_s") is not None else ""))
+            + (f" ({row['wall_s']} s)" if ok and row.get("wall_s") is not None else ""))
 
     rows = campaign.run(_WithCost(executor, costs), on_row=on_row)
     summary = summarise(rows, ARTICLE)
@@ -279,8 +334,13 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
                f"{len(seed_list)} seeds; epochs_to_target: to test loss {protocol.target_loss}; last_test_loss: "
                f"the mean of the last {count(protocol.last, 'epoch')} · article (50 epochs on STL10): min test loss cnn "
                "0.054, mha 0.042, conv-mha 0.014, cbam 0.028")
+    failed = [row for row in rows if str(row.get("status")) != "ok"]
+    lost = {}
+    for row in failed:
+        lost[str(row["block"])] = lost.get(str(row["block"]), 0) + 1
     if fmt == "table" and not output:
-        shown = [{**line, **{c: with_spread(line[c], line[f"{c}_std"]) for c in
+        shown = [{**line, "seeds": f"{line['seeds']} ({lost[line['block']]} failed)" if line["block"] in lost
+                  else line["seeds"], **{c: with_spread(line[c], line[f"{c}_std"]) for c in
                              ("min_test_loss", "last_test_loss", "best_test_acc")},
                   "epochs_to_target": (f"{line['epochs_to_target']:.3g} ({line['reached_target']})"
                                        if line["epochs_to_target"] is not None else f"- ({line['reached_target']})")}
@@ -289,6 +349,13 @@ def _compare(protocol, patterns, every, sets, seeds, seed, device, dataset, data
                + (f", difficulty {protocol.difficulty}" if protocol.dataset == "synthetic" else ""), caption=caption)
     else:
         render(summary, fmt, columns=SUMMARY_COLUMNS, output=output)
+    for row in failed:
+        say(f"attnzoo: {row['block']} seed {row['seed']}: {row['status']}")
+    if failed:
+        say(f"attnzoo: {len(failed)} of {len(rows)} runs failed ({', '.join(sorted(lost))}); their rows are in "
+            f"{rows_file.path} (--resume --retry-failed trains them again)")
+        return 1
+    return 0
 
 
 def _block_costs(blocks, overrides, protocol, executor) -> dict[str, dict]:
@@ -302,7 +369,8 @@ def _block_costs(blocks, overrides, protocol, executor) -> dict[str, dict]:
     named = [block for block in blocks if block != NO_BLOCK]
     if not named:
         return {}
-    options = ProfileOptions(device=protocol.device, mode="infer", min_time=0.1).checked(here=not executor.remote)
+    options = ProfileOptions(device=protocol.device, mode="infer", min_time=0.1,
+                             threads=protocol.threads).checked(here=not executor.remote)
     shape = (protocol.batch_size, CHANNELS, FEATURE_SIZE, FEATURE_SIZE)
     units = [unit for block in named
              for unit in plan_units([block], [shape], options, overrides.get(block), protocol.registry)]

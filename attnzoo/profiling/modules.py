@@ -4,8 +4,13 @@ The rows partition the block: each submodule at ``depth`` (or a shallower leaf),
 for every module whose forward runs operators outside its children (an attention block's Q K^T, its
 softmax, a residual add), so the MACs, bytes and time of the rows add up to the block's. MACs come from
 the same fvcore count as ``profile`` (per module scope); bytes from the dispatch-level traffic counter,
-attributed to the innermost listed module running; time from hooks around the listed modules' forwards
-over repeated calls (synchronised on CUDA), as a share of the whole forward.
+attributed to the innermost listed module running. Time: the block's forward is timed as ``profile``
+times it (attnzoo.profiling.timing, no hooks, at the run's --threads); then hooks around the listed modules'
+forwards (synchronised on CUDA) give each module's share of every hooked forward, and a row's time is the
+median of its shares times the block's median, so the rows add up to the block's forward time (the hooks'
+own overhead does not). A listed module whose forward never runs while its parameters are used by the code
+of a module above it (a block that fuses its q, k, v projections into one matmul) is noted: its MACs and
+time are in ``(own ops)``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import torch.nn as nn
 from attnzoo.blocks.adapters import ForwardWith, TokensFromFeatureMap
 
 OWN = "(own ops)"
-MODULE_COLUMNS = ("block", "shape", "module", "type", "params", "macs", "bytes_eager", "fwd_ms", "time_share")
+MODULE_COLUMNS = ("block", "shape", "module", "type", "params", "macs", "bytes_eager", "fwd_ms", "time_share",
+                  "block_fwd_ms", "threads", "note")
+#: Said of a listed module whose forward never ran although it holds parameters.
+NOT_CALLED = "not called: its parameters are used by the code of a module above it; its MACs and time are in (own ops)"
 
 
 def _root_prefix(module: nn.Module) -> str:
@@ -55,6 +63,7 @@ class _Scopes:
     def __init__(self, module: nn.Module, listed: Sequence[str], device: str):
         self.stack: list[str] = []
         self.seconds = {name: 0.0 for name in listed}
+        self.calls = {name: 0 for name in listed}  # forwards entered (timing or not)
         self._starts: list[float] = []
         self._sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
         self.timing = False
@@ -70,6 +79,7 @@ class _Scopes:
                 self._sync()
                 self._starts.append(time.perf_counter())
             self.stack.append(name)
+            self.calls[name] += 1
         return hook
 
     def _leave(self, name: str):
@@ -87,15 +97,26 @@ class _Scopes:
 
 def module_rows(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | None = None,
                 depth: int = 1) -> list[dict[str, Any]]:
-    """Rows of the submodules of ``spec`` at ``shape`` down to ``depth`` (see the module docstring)."""
-    from attnzoo.build import format_shape
+    """Rows of the submodules of ``spec`` at ``shape`` down to ``depth`` (see the module docstring), measured
+    on ``options.threads`` CPU threads."""
     from attnzoo.errors import ConfigError
-    from attnzoo.profiling.flops import count_macs
-    from attnzoo.profiling.prepare import prepare
-    from attnzoo.profiling.traffic import TrafficCounter
+    from attnzoo.profiling.timing import threads_set as _threads
 
     if depth < 1:
         raise ConfigError(f"--depth must be at least 1, got {depth}")
+    with _threads(options.threads):
+        return _module_rows(spec, shape, options, overrides, depth)
+
+
+def _module_rows(spec, shape, options, overrides, depth) -> list[dict[str, Any]]:
+    import statistics
+
+    from attnzoo.build import format_shape
+    from attnzoo.profiling.flops import count_macs
+    from attnzoo.profiling.prepare import prepare
+    from attnzoo.profiling.timing import time_callable
+    from attnzoo.profiling.traffic import TrafficCounter
+
     prepared = prepare(spec, shape, options, overrides)
     module, inputs = prepared.eager, prepared.inputs
     root, listed = listed_modules(module, depth)
@@ -105,6 +126,11 @@ def module_rows(spec, shape: Sequence[int], options, overrides: Mapping[str, Any
         count = count_macs(module, inputs)
     total_macs = count.macs
     macs = {name: count.by_module.get(name, 0) for name in listed}
+
+    # The block's forward time, as profile measures it: no hooks.
+    with torch.inference_mode():
+        block = time_callable(prepared.forward, options.device, options.min_time, options.warmup)
+    block_ms = block.median_ms
 
     scopes = _Scopes(module, listed, options.device)
     try:
@@ -121,42 +147,54 @@ def module_rows(spec, shape: Sequence[int], options, overrides: Mapping[str, Any
         with torch.inference_mode(), prepared.mode_context(), Scoped():
             module(*inputs)
 
-        # Time: whole forwards with the hooks timing the listed modules, for about min_time seconds.
+        # Shares: whole forwards with the hooks timing the listed modules, for about min_time seconds; each
+        # forward gives every module's share of that forward.
         scopes.timing = True
         sync = scopes._sync
+        shares: dict[str, list[float]] = {name: [] for name in listed}
         calls, spent = 0, 0.0
         with torch.inference_mode():
             prepared.forward()  # warm-up
-            for name in scopes.seconds:
-                scopes.seconds[name] = 0.0
             while calls < 3 or spent < options.min_time:
+                for name in scopes.seconds:
+                    scopes.seconds[name] = 0.0
                 sync()
                 start = time.perf_counter()
                 prepared.forward()
                 sync()
-                spent += time.perf_counter() - start
+                elapsed = time.perf_counter() - start
+                spent += elapsed
                 calls += 1
+                for name in listed:
+                    shares[name].append(scopes.seconds[name] / elapsed if elapsed > 0 else 0.0)
     finally:
         scopes.close()
 
-    total_ms = spent / calls * 1e3
+    share = {name: statistics.median(values) for name, values in shares.items()}
+    listed_share = sum(share.values())
+    if listed_share > 1:  # the medians of shares need not add up to one: scale them so that the rows do
+        share = {name: value / listed_share for name, value in share.items()}
+        listed_share = 1.0
     rows = []
     block_params = sum(p.numel() for p in module.parameters())
     shape_text = format_shape(shape)
+    threads = torch.get_num_threads()
+    common = {"block": spec.name, "shape": shape_text, "block_fwd_ms": round(block_ms, 4), "threads": threads}
     for name in listed:
         child = named[name]
-        ms = scopes.seconds[name] / calls * 1e3
-        rows.append({"block": spec.name, "shape": shape_text, "module": name[len(root) + 1:] if root else name,
-                     "type": type(child).__name__, "params": sum(p.numel() for p in child.parameters()),
-                     "macs": macs[name], "bytes_eager": moved.get(name, 0), "fwd_ms": round(ms, 4),
-                     "time_share": round(ms / total_ms, 4) if total_ms else None})
-    own_ms = max(0.0, total_ms - sum(r["fwd_ms"] for r in rows))
+        params = sum(p.numel() for p in child.parameters())
+        called = scopes.calls[name] > 0
+        rows.append({**common, "module": name[len(root) + 1:] if root else name, "type": type(child).__name__,
+                     "params": params, "macs": macs[name], "bytes_eager": moved.get(name, 0),
+                     "fwd_ms": round(share[name] * block_ms, 4), "time_share": round(share[name], 4),
+                     "note": "" if called or not params else NOT_CALLED})
+    own = max(0.0, 1.0 - listed_share)
     listed_params = sum(r["params"] for r in rows)
-    rows.append({"block": spec.name, "shape": shape_text, "module": OWN, "type": type(named[root]).__name__,
+    rows.append({**common, "module": OWN, "type": type(named[root]).__name__,
                  "params": block_params - listed_params, "macs": total_macs - sum(macs.values()),
-                 "bytes_eager": moved.get(OWN, 0), "fwd_ms": round(own_ms, 4),
-                 "time_share": round(own_ms / total_ms, 4) if total_ms else None})
+                 "bytes_eager": moved.get(OWN, 0), "fwd_ms": round(own * block_ms, 4), "time_share": round(own, 4),
+                 "note": ""})
     return rows
 
 
-__all__ = ["MODULE_COLUMNS", "OWN", "listed_modules", "module_rows"]
+__all__ = ["MODULE_COLUMNS", "NOT_CALLED", "OWN", "listed_modules", "module_rows"]

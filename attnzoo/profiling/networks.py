@@ -14,8 +14,8 @@ SKIPPED = "skipped"
 def plan_network_units(names, resolved, dims, networks, placement, stages, settings, overrides, registry) -> list:
     """The units of blocks in networks: per network and shape, the plain network (block "none"), then each
     block with the placement it takes there. Checks every network, shape, placement and ``--stages`` now
-    (one AttnzooError, before anything runs); a block named without a wildcard that the network cannot hold
-    is an error, one matched by a wildcard a unit whose row says ``skipped`` and why."""
+    (one AttnzooError, before anything runs). A block the network cannot hold, named or matched by a
+    wildcard, is a unit whose row says ``skipped`` and why (with the run's settings); the others are measured."""
     from attnzoo.errors import ConfigError
     from attnzoo.networks.build import available_stages, check_input, parse_stages
     from attnzoo.networks.cards import PLACEMENTS, choose_placement, resolve_networks
@@ -26,18 +26,17 @@ def plan_network_units(names, resolved, dims, networks, placement, stages, setti
         raise ConfigError(f"unknown placement '{placement}'; expected one of {', '.join(PLACEMENTS)}")
     cards = resolve_networks(networks, registry)
     wanted = parse_stages(stages)
-    named = {n for n in names if not any(ch in n for ch in "*?[")}
     specs = [get_spec(name, registry) for name in resolved]
     registry = [str(r) for r in registry]
     units = []
     for card in cards:
         for shape in dims:
             check_input(card, shape)
+        if placement is not None and placement not in card.placements:  # the user's option, whatever the block
+            raise ConfigError(f"{card.name} offers {', '.join(card.placements)}, not {placement}")
         chosen: dict[str, str | None] = {}
         for spec in specs:
             where, why = choose_placement(spec, card, placement)
-            if where is None and spec.name in named:
-                raise ConfigError(f"{spec.name} cannot go into {card.name}: {why}")
             chosen[spec.name] = where
         if wanted is not None:
             for where in sorted({w for w in chosen.values() if w}):

@@ -17,8 +17,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from attnzoo.errors import ConfigError, ProfilerError, ShapeError
 from attnzoo.profiling.measurements import COLUMNS as _COLUMNS
+from attnzoo.profiling.load import sample_load
 from attnzoo.profiling.measurements import MEASUREMENTS, Calibration
 from attnzoo.modes import check_compiler, check_sdpa_backend
+from attnzoo.profiling.timing import threads_set as _threads
 from attnzoo.versions import check_supported
 
 #: Every row has these keys, in this order (see attnzoo.profiling.measurements for units and meaning).
@@ -60,8 +62,8 @@ class ProfileOptions:
             raise ConfigError(f"mode '{self.mode}' is not one of {', '.join(MODES)}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype '{self.dtype}' is not one of {', '.join(DTYPES)}")
-        if not self.min_time > 0:
-            raise ConfigError(f"min_time must be positive, got {self.min_time}")
+        if not (self.min_time > 0 and math.isfinite(self.min_time)):
+            raise ConfigError(f"min_time must be a positive, finite number of seconds, got {self.min_time}")
         if self.warmup < 0:
             raise ConfigError(f"warmup must be 0 or more, got {self.warmup}")
         if self.threads is not None and self.threads < 1:
@@ -151,7 +153,9 @@ def _format_overrides(overrides: Mapping[str, Any] | None) -> str:
 
 def blank_row(name: str, shape: str, options: ProfileOptions,
               overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A row with the block, shape and where it is measured filled in and every measurement empty (ok)."""
+    """A row with the block, shape and where it is measured filled in and every measurement empty (ok).
+    ``threads`` is the run's (``options.threads``), else torch's now; ``load``, ``busy`` and ``cores`` the
+    machine's load now (:func:`profile_one` records the busier of before and after its measurements)."""
     import datetime
 
     import torch
@@ -166,9 +170,10 @@ def blank_row(name: str, shape: str, options: ProfileOptions,
                amp=str(autocast_dtype(options.device)).removeprefix("torch.") if options.amp else "",
                channels_last=options.channels_last, input_scale=options.input_scale,
                sdpa_backend=options.sdpa_backend, device=options.device, device_name=_device_name(options.device),
-               dtype=options.dtype, threads=torch.get_num_threads(), torch=torch.__version__,
+               dtype=options.dtype, threads=options.threads or torch.get_num_threads(), torch=torch.__version__,
                cuda_version=torch.version.cuda or "", attnzoo_version=__version__,
                timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    row.update(sample_load().fields())
     return row
 
 
@@ -255,25 +260,6 @@ def recalibrate_if_beaten(row: dict[str, Any], options: ProfileOptions, calibrat
 BEATEN = 1.1
 
 
-class _threads:
-    """Set torch's CPU threads for a while (None leaves them)."""
-
-    def __init__(self, threads: int | None):
-        self.threads = threads
-
-    def __enter__(self):
-        import torch
-
-        self.saved = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.set_num_threads(self.saved)
-
-
 def profile_one(spec, shape: Sequence[int], options: ProfileOptions, overrides: Mapping[str, Any] | None = None,
                 calibration: Calibration | None = None, network=None) -> dict[str, Any]:
     """Measure one block at one shape. ``options`` must have gone through :meth:`ProfileOptions.checked`;
@@ -285,11 +271,13 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions, overrides: 
     ``status``; any other failure inside a measurement is a bug of attnzoo's and raises ProfilerError.
     """
     from attnzoo.build import format_shape
+    from attnzoo.profiling.load import Load, worst
     from attnzoo.profiling.prepare import BlockFailure, prepare
 
     with _threads(options.threads):
         name = spec.name if spec is not None else "none"
         row = blank_row(name, format_shape(shape), options, overrides)
+        before = Load(row["load"], row["busy"], row["cores"])  # sampled by blank_row, before the block is built
         prepared = None
         try:
             prepared = prepare(spec, shape, options, overrides, network)
@@ -312,6 +300,7 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions, overrides: 
                 raise failure.error from None
             row["status"] = _status(failure.error, failure.stage)
         finally:
+            row.update(worst(before, sample_load()).fields())
             del prepared
             _free(options.device)
     return row

@@ -104,3 +104,24 @@ def time_callable(fn: Callable[[], Any], device: str | torch.device = "cpu", min
     iqr = _quantile(ordered, 0.75) - _quantile(ordered, 0.25) if len(ordered) > 1 else math.nan
     return Timing(median_ms=median * 1e3, iqr_ms=iqr * 1e3, runs=len(times) * block_size, blocks=len(times),
                   block_size=block_size, warmup=warm_calls, times_ms=tuple(t * 1e3 for t in times))
+
+
+class threads_set:
+    """Set torch's CPU threads for a while (None leaves them)."""
+
+    def __init__(self, threads: int | None):
+        self.threads = threads
+
+    def __enter__(self):
+        import torch
+
+        self.saved = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.saved)
+
+

@@ -65,6 +65,28 @@ class Comparison:
                 and r["ratio"] is not None and r["ratio"] > limit]
 
 
+def kind_of(rows: Sequence[dict[str, Any]]) -> str:
+    """What a file of rows holds, in words."""
+    from attnzoo.train_results import is_train_rows
+
+    if is_train_rows(rows):
+        return "training runs (attnzoo train --compare)"
+    if any(text(r.get("network")) for r in rows):
+        return "network rows (attnzoo profile --network)"
+    return "profile rows (attnzoo profile or sweep)"
+
+
+def describe(rows: Sequence[dict[str, Any]], key: Sequence[str] = ("block", "shape")) -> str:
+    """A file's rows in a few words: how many, and the values of each key column (the first few)."""
+    parts = []
+    for column in key:
+        values = [v for v in _values(rows, column) if v]
+        if values:
+            shown = ", ".join(values[:4]) + (f" and {len(values) - 4} more" if len(values) > 4 else "")
+            parts.append(f"{column} {shown}")
+    return f"{len(rows)} rows ({'; '.join(parts)})"
+
+
 def is_time(metric: str) -> bool:
     return metric in SPREAD or (metric.endswith("_ms") and "_iqr" not in metric)
 
@@ -145,6 +167,12 @@ def compare(base: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], metri
     """Pair the rows of two result files and compare ``metrics`` (see the module's doc)."""
     if not threshold >= 0:
         raise ConfigError(f"--threshold must be 0 or more, got {threshold}")
+    from attnzoo.train_results import is_train_rows
+
+    kinds = [kind_of(rows) for rows in (base, new)]
+    if is_train_rows(base) != is_train_rows(new):
+        raise ConfigError(f"BASE holds {kinds[0]} and NEW {kinds[1]}: they are different kinds of result and do not "
+                          "compare; give two files of the same kind")
     key = match_key(base, new, match)
     chosen = pick_metrics(base, new, metrics)
     base_index, new_index = _index(base, key, "BASE"), _index(new, key, "NEW")

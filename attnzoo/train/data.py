@@ -102,11 +102,25 @@ class PatchDataset:
         x = insert_patches(scale_images(images), self.labels[positions], self.rows[positions], self.cols[positions])
         return x, self.labels[positions].to(device=device, dtype=torch.float32)
 
-    def batches(self, batch_size: int, order: torch.Tensor | None = None, device: torch.device | str = "cpu"):
-        """Yield ``(x, y)`` over ``order`` (default: every image in turn) in batches of ``batch_size``."""
+    def batches(self, batch_size: int, order: torch.Tensor | None = None, device: torch.device | str = "cpu",
+                merge_single: bool = False):
+        """Yield ``(x, y)`` over ``order`` (default: every image in turn) in batches of ``batch_size``; with
+        ``merge_single`` a last batch of one image joins the one before (see :func:`batch_bounds`)."""
         order = torch.arange(len(self)) if order is None else order
-        for start in range(0, len(order), batch_size):
-            yield self.batch(order[start:start + batch_size], device)
+        for start, end in batch_bounds(len(order), batch_size, merge_single):
+            yield self.batch(order[start:end], device)
+
+
+def batch_bounds(n: int, batch_size: int, merge_single: bool = False) -> list[tuple[int, int]]:
+    """``(start, end)`` of each batch of ``n`` items. With ``merge_single``, a last batch of one item (n one
+    more than a multiple of the batch) joins the batch before it, which then holds ``batch_size + 1``: a
+    training step batch-normalises over the batch, and blocks that batch-normalise pooled descriptors (one
+    value per channel and image) cannot take one image. Merging keeps every image in every epoch, where
+    ``drop_last`` would leave one out."""
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if merge_single and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
 
 
 def shard(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:

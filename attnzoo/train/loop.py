@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from attnzoo.errors import ConfigError
 from attnzoo.output import to_csv
-from attnzoo.train.data import TaskData, epoch_order, shard
+from attnzoo.train.data import TaskData, batch_bounds, epoch_order, shard
 from attnzoo.train.models import PatchNet, build_model, count_parameters
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "train_s", "epoch_s",
@@ -148,6 +148,30 @@ def _barrier(info: Dist) -> None:
 
 def checkpoint_dir(out: Path) -> Path:
     return out / "checkpoints"
+
+
+#: The files a run writes in its folder (besides checkpoints/).
+RUN_FILES = ("metrics.csv", "loss.png", "accuracy.png", "attention.png")
+
+
+def run_files(out: Path) -> list[str]:
+    """What of a run ``out`` holds already (its files and checkpoint folder), as names to show."""
+    found = [name for name in RUN_FILES if (Path(out) / name).is_file()]
+    if any(checkpoint_dir(Path(out)).glob("epoch-*.pt")):
+        found.append("checkpoints/")
+    return found
+
+
+def clear_run(out: Path) -> list[str]:
+    """Remove the run in ``out`` (its files and checkpoints, nothing else); returns what was removed."""
+    import shutil
+
+    found = run_files(out)
+    for name in RUN_FILES:
+        (Path(out) / name).unlink(missing_ok=True)
+    if checkpoint_dir(Path(out)).is_dir():
+        shutil.rmtree(checkpoint_dir(Path(out)))
+    return found
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -339,12 +363,16 @@ def train(cfg: TrainConfig, data: TaskData, info: Dist | None = None,
         for epoch in range(start + 1, cfg.epochs + 1):
             started = time.perf_counter()
             order = shard(epoch_order(len(data.train), cfg.seed, epoch), info.rank, info.world_size)
-            steps = -(-len(order) // cfg.batch_size)
+            steps = len(batch_bounds(len(order), cfg.batch_size, merge_single=True))
+            if epoch == start + 1 and len(order) > 1 and len(order) % cfg.batch_size == 1:
+                say(f"{cfg.block}: {len(order)} training images make a last batch of 1 image, which batch "
+                    f"normalisation over pooled values cannot take: it joins the batch before "
+                    f"({cfg.batch_size + 1} images), every epoch")
             task = progress.add_task(f"{cfg.block} epoch {epoch}/{cfg.epochs}", total=steps, loss=0.0, acc=0.0,
                                      extra="")
             net.train()
             loss_sum = correct = count = 0.0
-            for x, y in data.train.batches(cfg.batch_size, order, info.device):
+            for x, y in data.train.batches(cfg.batch_size, order, info.device, merge_single=True):
                 loss, logits = step(x, y)
                 loss_sum += float(loss.detach()) * len(y)
                 correct += float(((logits.detach() > 0).float() == y).sum())

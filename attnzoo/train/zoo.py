@@ -31,7 +31,7 @@ PROTOCOL_KEYS = ("epochs", "batch_size", "lr", "train_size", "test_size", "datas
 #: What a unit carries besides PROTOCOL_KEYS and its seed: where its images are, and its device. Where its
 #: run folder goes is not part of the unit (two shards writing to two folders run the same units): the
 #: executor's RunContext.out says (the comparison's --out), else DEFAULT_OUT.
-UNIT_KEYS = ("data_root", "device")
+UNIT_KEYS = ("data_root", "device", "threads")
 DEFAULT_OUT = Path("runs") / "train" / "compare"
 
 
@@ -73,8 +73,11 @@ class Protocol:
     compile: bool = False
     amp: bool = False
     channels_last: bool = False
+    threads: int | None = None  # CPU threads (torch.set_num_threads) while training and measuring the cost
 
     def check(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
         if not 0 < self.target_loss < 1:
             raise ConfigError(f"--target-loss must be between 0 and 1 (a binary cross-entropy), got {self.target_loss}")
         if self.last_epochs is not None and not 1 <= self.last_epochs <= self.epochs:
@@ -256,6 +259,8 @@ def make_units(blocks: Sequence[str], seeds: Sequence[int], protocol: Protocol,
 
     overrides = overrides or {}
     settings = {**protocol.record(), "data_root": protocol.data_root, "device": protocol.device}
+    if protocol.threads is not None:  # only when given: the ids of comparisons made without it stay the same
+        settings["threads"] = protocol.threads
     shape = (protocol.batch_size, CHANNELS, FEATURE_SIZE, FEATURE_SIZE)
     return [Unit.make("train", block, shape, {**settings, "seed": seed}, overrides.get(block, {}),
                       registry=protocol.registry) for block in blocks for seed in seeds]
@@ -297,6 +302,13 @@ def run_unit(unit, context=None, say: Callable[[str], None] = lambda text: None)
     protocol = Protocol(out=out, registry=tuple(unit.registry),
                         **{k: v for k, v in settings.items() if k in PROTOCOL_KEYS or k in UNIT_KEYS})
     run = TrainRun(unit.block, seed, unit.overrides_dict)
-    data = task_data(protocol, say)
-    resume = latest_checkpoint(protocol.out / run.folder) is not None
-    return run_one(run, protocol, data, Dist(device=torch.device(protocol.device)), resume=resume, say=say)
+    threads = protocol.threads or (context.threads if context is not None else None)
+    saved = torch.get_num_threads()
+    if threads is not None:  # the training runs on the threads asked for
+        torch.set_num_threads(threads)
+    try:
+        data = task_data(protocol, say)
+        resume = latest_checkpoint(protocol.out / run.folder) is not None
+        return run_one(run, protocol, data, Dist(device=torch.device(protocol.device)), resume=resume, say=say)
+    finally:
+        torch.set_num_threads(saved)
