@@ -208,8 +208,9 @@ def to_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = Non
         if _whole(cells):  # numbers and shapes are never split: the column keeps its width, the others give way
             table.add_column(column, justify="right" if numeric else "left", no_wrap=True,
                              min_width=max([len(column), *map(len, cells)]))
-        else:
-            table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+        else:  # it wraps between its words, never inside one (a number)
+            table.add_column(column, justify="right" if numeric else "left", overflow="fold",
+                             min_width=max([len(word) for cell in cells for word in cell.split()] or [1]))
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     return table

@@ -175,14 +175,30 @@ def plot_loss_curves(rows: Sequence[dict[str, Any]], target, title: str = "") ->
     plt = _pyplot()
     bands = curve_bands(rows)
     colours = _colours(list(bands))
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for block, band in bands.items():
         epochs = list(range(1, len(band["mean"]) + 1))
-        ax.plot(epochs, band["mean"], color=colours[block], label=f"{block} ({band['seeds'][0]})", lw=1.6)
+        # a marker on every epoch of a short run: a one-epoch line is a point, invisible without one
+        ax.plot(epochs, band["mean"], color=colours[block], label=f"{block} ({band['seeds'][0]})", lw=1.6,
+                marker="o" if len(epochs) <= 20 else None, markersize=4)
         if band["seeds"][0] > 1:
             ax.fill_between(epochs, band["low"], band["high"], color=colours[block], alpha=0.15, lw=0)
+            if len(epochs) == 1:  # a band over one epoch has no width: the seeds' spread as an error bar
+                ax.errorbar(epochs, band["mean"], yerr=[[band["mean"][0] - band["low"][0]],
+                                                        [band["high"][0] - band["mean"][0]]],
+                            color=colours[block], capsize=4, lw=1)
     if all(v > 0 for band in bands.values() for v in band["low"]):
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda value, _: f"{value:.3g}")  # 0.6, not 6x10^-1, on a span under a decade
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    last = max((len(band["mean"]) for band in bands.values()), default=1)
+    if last <= 20:  # a short run: whole epochs only, each with room around it
+        ax.set_xlim(0.5, last + 0.5)
+        ax.set_xticks(range(1, last + 1))
     ax.set_xlabel("epoch")
     ax.set_ylabel("test loss (binary cross-entropy)")
     ax.set_title(title or "test loss: mean over seeds, band from the lowest to the highest seed")

@@ -116,11 +116,14 @@ def test_keys_differ_by_threads_dtype_and_autocast(cache):
     (json.dumps({"format": 99, "key": {}, "value": {}}), "written by another attnzoo"),
     (json.dumps({"format": ceilings.FORMAT, "key": {"ceiling": "matmul", "other": "machine"}, "value": {}}),
      "not the ceilings of this machine"),
+    ("another version", "kept by attnzoo 0.0.1"),
 ])
 def test_a_corrupt_or_foreign_cache_file_costs_one_line_and_is_measured_again(cache, capsys, monkeypatch, damage,
                                                                               said):
     runner.calibrate(_options())
     target = next(cache.folder.glob("matmul-*.json"))
+    if damage == "another version":
+        damage = json.dumps({**json.loads(target.read_text()), "attnzoo_version": "0.0.1"})
     target.write_text(damage)
     monkeypatch.setattr(runner, "_CALIBRATIONS", {})
     found = runner.calibrate(_options())

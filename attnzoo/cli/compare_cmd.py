@@ -53,11 +53,10 @@ def _cell(row: dict[str, Any]) -> str:
 
 
 def _table(result, base_name: str, new_name: str, key: list[str]) -> None:
-    """One line per pair with a column per metric, then the unmatched and failed rows."""
-    from rich.table import Table
-
-
+    """One line per pair with a column per metric, then the unmatched and failed rows. A cell wraps between
+    its words, never inside a number; metrics that do not fit the width are left out and named."""
     from attnzoo.output import console as table_console
+    from attnzoo.output import fit_columns, table_width, to_table
 
     console = table_console()  # the terminal's width, COLUMNS when piped (else 200)
     pairs: dict[tuple, dict[str, Any]] = {}
@@ -65,25 +64,19 @@ def _table(result, base_name: str, new_name: str, key: list[str]) -> None:
     for row in result.rows:
         k = tuple(row.get(c) for c in key)
         if row["metric"]:
-            pairs.setdefault(k, {c: row.get(c) for c in key})[row["metric"]] = _cell(row)
+            pairs.setdefault(k, {c: str(row.get(c) or "") for c in key})[row["metric"]] = _cell(row)
         else:
             others.append(row)
-    table = Table(title=f"attnzoo compare: {new_name} against {base_name}", header_style="bold",
-                  caption="BASE -> NEW (time: median ± IQR) · ratio NEW / BASE · a change inside the IQR is 'same'")
-    for column in key:
-        table.add_column(column)
-    for metric in result.metrics:
-        table.add_column(metric, justify="right")
-    for values in pairs.values():
-        table.add_row(*[str(values.get(c) or "") for c in key], *[values.get(m, "") for m in result.metrics])
-    console.print(table)
+    lines = [{**values, **{m: values.get(m, "") for m in result.metrics}} for values in pairs.values()]
+    shown, left = fit_columns(lines, [*key, *result.metrics], table_width() or console.width, keep=len(key) + 1)
+    caption = "BASE -> NEW (time: median ± IQR) · ratio NEW / BASE · a change inside the IQR is 'same'"
+    if left:
+        caption += f"\nleft out to fit: {', '.join(left)} (--metric chooses; --format csv or json holds every one)"
+    console.print(to_table(lines, shown, title=f"attnzoo compare: {new_name} against {base_name}", caption=caption))
     if others:
-        rest = Table(title="not compared", header_style="bold")
-        for column in [*key, "verdict", "note"]:
-            rest.add_column(column)
-        for row in others:
-            rest.add_row(*[str(row.get(c) or "") for c in key], row["verdict"], str(row.get("note") or ""))
-        console.print(rest)
+        rest = [{**{c: str(row.get(c) or "") for c in key}, "verdict": row["verdict"], "note": str(row.get("note") or "")}
+                for row in others]
+        console.print(to_table(rest, [*key, "verdict", "note"], title="not compared"))
 
 
 @app.command("compare", help=HELP)

@@ -103,6 +103,10 @@ def read(key: dict[str, Any]) -> dict[str, Any] | None:
                              if isinstance(record, dict) else "not a record")
         if record.get("key") != key or not isinstance(record.get("value"), dict):
             raise ValueError("not the ceilings of this machine and setting")
+        from attnzoo._version import __version__
+
+        if record.get("attnzoo_version") != __version__:  # its measurement may have changed since
+            raise ValueError(f"kept by attnzoo {record.get('attnzoo_version')}, this is {__version__}")
     except (ValueError, json.JSONDecodeError) as exc:
         note(f"ignoring the cached ceilings {path}: {exc}; measuring them again")
         return None

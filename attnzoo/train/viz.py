@@ -21,6 +21,17 @@ def _pyplot():
     return plt
 
 
+def log_axis(ax) -> None:
+    """A log-scale y axis labelled in plain numbers (0.5, 0.6, 0.7), not 6x10^-1: a loss curve often spans
+    less than a decade, where matplotlib's default labels the minor ticks in scientific notation."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:.3g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+
+
 def plot_curves(history: Sequence[dict], out_dir: Path, title: str = "") -> list[Path]:
     """``loss.png`` and ``accuracy.png``: train and test per epoch."""
     plt = _pyplot()
@@ -33,7 +44,7 @@ def plot_curves(history: Sequence[dict], out_dir: Path, title: str = "") -> list
         ax.plot(epochs, [row[f"train_{metric}"] for row in history], marker="o", label="train")
         ax.plot(epochs, [row[f"test_{metric}"] for row in history], marker="o", label="test")
         if metric == "loss" and all(row[f"{s}_loss"] > 0 for row in history for s in ("train", "test")):
-            ax.set_yscale("log")
+            log_axis(ax)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
