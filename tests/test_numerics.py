@@ -198,3 +198,15 @@ def test_compare_reads_a_change_of_error_like_a_change_of_time(tmp_path, capsys)
     assert run(["compare", str(tmp_path / "bfloat16.json"), str(tmp_path / "float16.json"), "--format", "json"]) == 0
     compared = {r["metric"]: r for r in json.loads(capsys.readouterr().out)}
     assert "rel_err" in compared and compared["rel_err"]["verdict"] in ("less", "more")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", ["flash", "efficient", "math"])
+def test_sdpa_backends_on_cuda_say_which_kernel_ran_and_agree(backend):
+    rows = _rows(["sdpa", "mha"], device="cuda", dtype="float16", sdpa_backend=backend, threads=None)
+    for name, row in rows.items():
+        if row["status"] != "ok":  # a kernel this GPU or these inputs cannot take: torch's reason, in the status
+            assert "scaled_dot_product_attention" in row["status"] or "kernel" in row["status"], row["status"]
+            continue
+        assert row["sdpa_kernel"] == backend, (name, row["sdpa_kernel"])
+        assert 0 <= row["rel_err"] < 1e-2 and row["nonfinite"] == 0
