@@ -191,3 +191,10 @@ def test_in_chromium_the_chart_shows_its_points(tmp_path, browser):
     assert "timm" in legend and "CBAM Table 4" in legend
     data = browser.screenshot(tmp_path / "accuracy.png")
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_gain_over_another_network_is_tabled_but_not_charted():
+    rows = [net_row("resnet50", fwd=20.0), net_row("resnet50", "sk", fwd=25.0, macs=3e9, params=15e6)]
+    sk = next(e for e in join(rows) if e["source"] == "SKNet Table 2")
+    assert "ResNeXt-50" in sk["cost_note"] and sk["gain"] is not None  # SKNet-50's gain is over ResNeXt-50
+    assert plotted([sk], "added_fwd_ms") == [] and "not charted" in markdown_table([sk])
