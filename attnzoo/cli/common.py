@@ -237,7 +237,8 @@ def ray_argument(args: List[str]) -> List[str]:
 NetworkOption = typer.Option(
     None, "--network", metavar="NET",
     help="Place the blocks in this network (repeatable, wildcards): the shape is its input, B,3,H,W; "
-         "each network also gets its plain row (block none). See 'attnzoo list --networks'.")
+         "each network also gets its plain row (block none). See 'attnzoo list --networks'; timm:NAME is timm's "
+         "model NAME (seresnet33ts.ra2_in1k), built without weights (pip install 'attnzoo[timm]').")
 PlacementOption = typer.Option(
     None, "--placement", metavar="NAME",
     help="With --network: residual, stage, replace-conv, mobilenet-v2 or token-mixer (default: each block's first "

@@ -18,6 +18,9 @@ HELP = "\n\n".join([
     "The page shows the environment of each file, a table of every row that sorts by any column (click "
     "its header) and filters by family and name, each block linked to its paper, and the log-log plots "
     "of the sweeps with their fitted exponents.",
+    "Network rows that match a published ImageNet result (profiles/papers.toml, timm's results) add a section "
+    "of what each block buys: the top-1 gained over the same source's baseline against the time and the MACs "
+    "the block adds here, charted with the Pareto front (python benchmarks/accuracy.py makes such rows).",
     "Example: attnzoo report zoo.csv sweep.csv --out report.html",
     "RESULTS may be folders (the parts of a campaign, the OUT of train --compare). Files attnzoo writes beside "
     "rows (FILE.settings.json, FILE.campaign.json, a comparison's summary.csv, a run's metrics.csv, figures) "

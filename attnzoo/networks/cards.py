@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from attnzoo.errors import CardError, UnknownBlockError
+from attnzoo.errors import CardError, ConfigError, UnknownBlockError
 from attnzoo.registry import PLACEMENTS
 
 _REQUIRED = {"name": str, "title": str, "paper": str, "url": str, "builder": str}
@@ -107,10 +107,21 @@ def list_networks(pattern: str = "*", extra_dirs: Iterable[str | os.PathLike] = 
     return [s for n, s in sorted(all_networks(extra_dirs).items()) if fnmatch.fnmatchcase(n, pattern)]
 
 
+@lru_cache(maxsize=64)
+def timm_network(name: str) -> NetworkSpec:
+    """The card of ``timm:NAME``, made from timm's registry (:mod:`attnzoo.networks.timm_cards`)."""
+    from attnzoo.networks.timm_cards import timm_card
+
+    return NetworkSpec(**timm_card(name))
+
+
 def get_network(name: str, extra_dirs: Iterable[str | os.PathLike] = ()) -> NetworkSpec:
-    """The network card called ``name``; an unknown name raises UnknownBlockError with the closest names."""
+    """The network card called ``name``; an unknown name raises UnknownBlockError with the closest names.
+    ``timm:NAME`` is timm's model NAME (:mod:`attnzoo.networks.timm_cards`)."""
     from attnzoo.registry import unknown
 
+    if name.strip().lower().startswith("timm:"):
+        return timm_network(name.strip())
     specs = all_networks(extra_dirs)
     if name in specs:
         return specs[name]
@@ -121,8 +132,12 @@ def resolve_networks(patterns: Iterable[str], extra_dirs: Iterable[str | os.Path
     """Names and wildcards to network cards, in order, without repeats."""
     from attnzoo.registry import expand
 
-    return expand(patterns, lambda p: list_networks(p, extra_dirs), lambda n: get_network(n, extra_dirs), "network",
-                  "attnzoo list --networks")
+    def matching(pattern: str) -> list[NetworkSpec]:
+        if pattern.strip().lower().startswith("timm:"):
+            raise ConfigError(f"'{pattern}': name one timm model per --network (no wildcards over timm's models)")
+        return list_networks(pattern, extra_dirs)
+
+    return expand(patterns, matching, lambda n: get_network(n, extra_dirs), "network", "attnzoo list --networks")
 
 
 def block_placements(spec) -> tuple[str, ...]:
@@ -169,4 +184,4 @@ def choose_placement(block, network: NetworkSpec, asked: str | None = None) -> t
 
 
 __all__ = ["PLACEMENTS", "NetworkSpec", "all_networks", "block_placements", "choose_placement", "get_network",
-           "list_networks", "network_dirs", "resolve_networks"]
+           "list_networks", "network_dirs", "resolve_networks", "timm_network"]

@@ -2,7 +2,9 @@
 column and filters by family and name, each block linked to its paper, and the plots of the sweeps.
 
 Everything is inline (styles, script, plots as base64 PNG): the file opens from a disk, a mail attachment or
-a CI artefact with no network. Reads cards for families and links; never imports torch.
+a CI artefact with no network. Reads cards for families and links; never imports torch. Network rows that
+match a published entry (profiles/papers.toml, timm's results) get a section of what the block buys: the
+published top-1 gain beside the cost measured here, charted (:mod:`attnzoo.results.accuracy`).
 """
 
 from __future__ import annotations
@@ -203,6 +205,16 @@ def _sweep_section(name: str, rows: list[dict[str, Any]], cards: dict[str, Any])
     return "\n".join(lines)
 
 
+def _accuracy_section(rows: Sequence[dict[str, Any]]) -> str:
+    """The published top-1 of the network rows' entries (papers.toml, timm's results) beside their measured
+    cost, with the charts of gain against time and MACs added; "" when no network row matches an entry."""
+    if not any(text(r.get("network")) for r in rows):
+        return ""
+    from attnzoo.results.accuracy import html_section, join
+
+    return html_section(join(rows))
+
+
 TRAIN_STYLE = """
 .train .controls label { margin-right: 4px; }
 .train tr.front td:first-child { font-weight: 600; }
@@ -395,6 +407,7 @@ def build_report(paths: Sequence[str | os.PathLike], registry: Sequence[str] = (
         env.append('<p class="meta">These files record no environment (written by an older attnzoo).</p>')
 
     sweeps = [s for s in (_sweep_section(n, r, cards) for n, (_, r) in zip(names, sources)) if s]
+    accuracy = _accuracy_section(rows)
     options = "".join(f'<option value="{_esc(f)}">{_esc(f)}</option>' for f in families)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join([
@@ -414,6 +427,8 @@ def build_report(paths: Sequence[str | os.PathLike], registry: Sequence[str] = (
            '<span id="count"></span><span class="meta">click a column header to sort</span></div>',
            f'<div class="scroll"><table id="results"><thead><tr>{head}</tr></thead><tbody>', *body,
            "</tbody></table></div>"] if sources else []),
+        *(["<h2>What a block buys: published ImageNet top-1 beside the cost measured here</h2>", accuracy]
+          if accuracy else []),
         *(["<h2>Sweeps</h2>", *sweeps] if sweeps else []),
         *(["<h2>Training: what a block buys</h2>", *(_train_section(n, r, cards) for n, r in trains)]
           if trains else []),
