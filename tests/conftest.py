@@ -63,3 +63,20 @@ def ray_cluster():
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """A headless Chromium session for the tests that open a page (skipped without Chromium, failed under CI,
+    where the page must be tested in a real browser)."""
+    from tests.browser import Browser, find_browser
+
+    binary = find_browser()
+    if binary is None:
+        message = "no Chromium found (install Debian's 'chromium', or set ATTNZOO_CHROMIUM)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message + "; under CI the report must be tested in a real browser")
+        pytest.skip(message)
+    session = Browser(binary, tmp_path / "chromium-profile")
+    yield session
+    session.close()

@@ -15,7 +15,6 @@ from attnzoo.results.accuracy import (chart_svg, join, markdown_table, pareto_fr
                                       timm_entries)
 from attnzoo.results.report import build_report
 from attnzoo.profiling.suites import bundled_profiles_dir, load_suite
-from tests.browser import Browser, find_browser
 from tests.test_compare import row, write_csv
 
 CHECKED = {"printed table", "official README", "secondary", "unverified"}
@@ -142,21 +141,6 @@ def test_the_report_has_the_charts_with_a_point_per_entry(tmp_path):
         assert chart_svg(joined, cost).count('class="point') == len(plotted(joined, cost)) > 6
     assert page.count('<svg class="accuracy-chart"') == 2
     assert page.count('class="point') == 2 * len(plotted(joined, "added_fwd_ms"))
-
-
-@pytest.fixture
-def browser(tmp_path):
-    import os
-
-    binary = find_browser()
-    if binary is None:
-        message = "no Chromium found (install Debian's 'chromium', or set ATTNZOO_CHROMIUM)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message + "; under CI the report must be tested in a real browser")
-        pytest.skip(message)
-    session = Browser(binary, tmp_path / "chromium-profile")
-    yield session
-    session.close()
 
 
 POINTS = ("Array.from(document.querySelectorAll('svg.accuracy-chart[data-cost=\"{cost}\"] circle.point')).map(c => {{"

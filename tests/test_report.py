@@ -7,7 +7,6 @@ workstation and FAILS under CI (CI=true), so a CI run never passes without havin
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,7 +16,6 @@ import pytest
 from attnzoo.cli import run
 from attnzoo.registry import get_spec
 from attnzoo.results.report import build_report, sweep_axis
-from tests.browser import Browser, find_browser
 from tests.test_compare import OLD_COLUMNS, row, write_csv
 
 #: Blocks of four families, with forward times in an order unlike the file's (inputs, not measurements).
@@ -85,19 +83,6 @@ def test_report_does_not_import_torch(results, tmp_path):
             f"{str(tmp_path / 'r.html')!r}]); sys.exit(3 if 'torch' in sys.modules else code)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-
-
-@pytest.fixture
-def browser(tmp_path):
-    binary = find_browser()
-    if binary is None:
-        message = "no Chromium found (install Debian's 'chromium', or set ATTNZOO_CHROMIUM)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message + "; under CI the report must be tested in a real browser")
-        pytest.skip(message)
-    session = Browser(binary, tmp_path / "chromium-profile")
-    yield session
-    session.close()
 
 
 VISIBLE = "Array.from(document.querySelectorAll('#results tbody tr')).filter(r => !r.hidden).map(r => r.dataset.name)"

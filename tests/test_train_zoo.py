@@ -244,7 +244,6 @@ def test_protocol_record_and_checks():
 
 # ----------------------------------------------------------------------------------------------- in Chromium
 
-from tests.test_report import browser  # noqa: E402,F401  (the headless Chromium fixture)
 
 #: block -> (MACs, forward ms, minimum test loss per seed): by MACs the front is cnn, a, b; by time a drops out.
 TRADE = {"cnn": (0, 0.0, (0.50, 0.52, 0.48)), "a": (100, 5.0, (0.30, 0.32, 0.28)),
@@ -270,7 +269,7 @@ def write_train_rows(path):
     return str(path)
 
 
-def test_in_chromium_the_cost_axis_is_chosen_and_the_front_follows(tmp_path, browser):  # noqa: F811
+def test_in_chromium_the_cost_axis_is_chosen_and_the_front_follows(tmp_path, browser):
     page = tmp_path / "train.html"
     assert run(["report", write_train_rows(tmp_path / "runs.csv"), "--out", str(page)]) == 0
     browser.open(page.as_uri())

@@ -13,12 +13,12 @@ Torch-free: ``report`` and ``compare`` may read it.
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
+from attnzoo.rowdata import number
 
 #: A spread (IQR) above this fraction of the median makes a row's time unreliable. pyperf warns when the
 #: standard deviation passes 10 % of the mean; the IQR of a normal distribution is 1.35 of its deviation.
@@ -108,19 +108,9 @@ def worst(*loads: Load) -> Load:
                 cores=min(l.cores for l in loads))
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        return None
-    return result if math.isfinite(result) else None
-
-
 def free_cores(row: Mapping[str, Any]) -> int | None:
     """The cores left to the row's threads: its cores less the other runnable tasks (None if unknown)."""
-    cores, busy = _number(row.get("cores")), _number(row.get("busy"))
+    cores, busy = number(row.get("cores")), number(row.get("busy"))
     if cores is None or busy is None:
         return None
     return max(0, int(cores) - int(busy))
@@ -133,7 +123,7 @@ def stability_warnings(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     lines = []
     crowded = []
     for row in rows:
-        free, threads = free_cores(row), _number(row.get("threads"))
+        free, threads = free_cores(row), number(row.get("threads"))
         if free is not None and threads is not None and free < threads:
             crowded.append((row, free, int(threads)))
     if crowded:
@@ -146,12 +136,12 @@ def stability_warnings(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     wide = []
     for row in rows:
         for time_column, spread_column in TIMES.items():
-            median, spread = _number(row.get(time_column)), _number(row.get(spread_column))
+            median, spread = number(row.get(time_column)), number(row.get(spread_column))
             if median and spread is not None and median > 0 and spread / median > SPREAD_LIMIT:
                 wide.append((row, time_column, spread / median))
     if wide:
         row, column, ratio = max(wide, key=lambda item: item[2])
-        threads = _number(row.get("threads"))
+        threads = number(row.get("threads"))
         hint = "--threads 1 (or fewer threads than free cores)" if threads is None or threads > 1 else "a longer --min-time"
         lines.append(f"warning: {len(wide)} times have a spread (IQR) above {SPREAD_LIMIT:.0%} of their median "
                      f"(widest: {row['block']} at {row['shape']}: {column} IQR {ratio:.0%} of the median); the results "
