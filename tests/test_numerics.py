@@ -108,7 +108,8 @@ def test_a_block_that_overflows_in_float16_is_flagged_there_and_not_in_bfloat16(
     out, err = capsys.readouterr()
     assert code == 0
     assert "NaN/inf" in out and "NaN or inf in the output of exponential at 2,8,4,4" in err
-    assert "se at" not in err.split("NaN or inf")[1]
+    (named,) = [line for line in err.splitlines() if "NaN or inf" in line]
+    assert "se at" not in named
 
 
 def test_a_wrong_result_under_a_mode_is_caught(planted):
@@ -141,9 +142,13 @@ def test_a_compiled_block_that_returns_a_perturbed_output_is_caught(monkeypatch)
 def test_sdpa_backends_on_the_cpu_say_which_kernel_ran_and_agree():
     math_rows, flash_rows = _rows(["sdpa", "mha"], sdpa_backend="math"), _rows(["sdpa", "mha"], sdpa_backend="flash")
     for name in ("sdpa", "mha"):
-        assert math_rows[name]["sdpa_kernel"] == "math" and flash_rows[name]["sdpa_kernel"] == "flash"
-        assert math_rows[name]["sdpa_backend"] == "math"
-        assert math_rows[name]["rel_err"] < 1e-5 and flash_rows[name]["rel_err"] < 1e-5
+        assert math_rows[name]["sdpa_kernel"] == "math" and math_rows[name]["sdpa_backend"] == "math"
+        assert math_rows[name]["rel_err"] < 1e-5
+        if flash_rows[name]["status"] != "ok":  # torch 2.3's CPU flash kernel takes 4-D inputs only (sdpa's are 3-D)
+            assert name == "sdpa" and "Flash attention kernel not used because" in flash_rows[name]["status"]
+            continue
+        assert flash_rows[name]["sdpa_kernel"] == "flash" and flash_rows[name]["rel_err"] < 1e-5
+    assert flash_rows["mha"]["status"] == "ok"  # mha's heads are 4-D: flash runs on every supported torch
 
 
 def test_a_backend_the_device_cannot_use_is_the_rows_status_and_the_others_run(capsys):
