@@ -14,7 +14,7 @@ from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
                                 InputScaleOption, RecalibrateOption, RegistryOption, SdpaBackendOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
-                                ColumnsOption, WideOption,
+                                ColumnsOption, ExportDirOption, RuntimeOption, WideOption, runtime_settings,
                                 check_format, check_runs, count, mode_settings, network_options, registry_dirs, say,
                                 split_plans)
 
@@ -89,7 +89,10 @@ def _shown(column, row: dict[str, Any]) -> Any:
 DEFAULT_COLUMNS = ("block", "shape", "status", "network", "params", "macs", "fwd_ms", "fwd_peak_mib", "train_ms")
 #: Settings shown as a column when the rows differ in them (the caption names those they share).
 VARIED = ("network", "placement", "overrides", "mode", "dtype", "device", "compile", "amp", "channels_last",
-          "threads")
+          "threads", "runtime")
+#: Shown by default when a row ran in another runtime (--runtime): the runtime, how the export went, the
+#: error against eager float32 and whether the export holds at another size.
+RUNTIME_COLUMNS = ("runtime", "export", "rel_err", "dynamic_hw")
 _VARIED_LABELS = {"overrides": "set", "channels_last": "channels last"}
 
 
@@ -135,6 +138,8 @@ def _table_rows(rows: list[dict[str, Any]], wide: bool = False,
         wanted = [by_name[name] for name in chosen]
     else:
         base = [c.name for c in ALL_COLUMNS if c.label] if wide else list(DEFAULT_COLUMNS)
+        if any(row.get("runtime") for row in rows):
+            base += [name for name in RUNTIME_COLUMNS if name not in base]
         wanted = [by_name[name] for name in base + [v for v in varied if v not in base]]
     shown = [{_label(c): _shown(c, row) for c in wanted} for row in rows]
     keep = ("block", "shape", "status")
@@ -146,7 +151,8 @@ def _table_rows(rows: list[dict[str, Any]], wide: bool = False,
 def _caption(rows: list[dict[str, Any]]) -> str:
     first = rows[0]
     threads = f"{first['threads']} thread" + ("s" if first["threads"] != 1 else "")
-    modes = [f"compile {first['compile']}" if first.get("compile") else "",
+    modes = [f"runtime {first['runtime']}" if first.get("runtime") else "",
+             f"compile {first['compile']}" if first.get("compile") else "",
              f"amp {first['amp']}" if first.get("amp") else "",
              "channels-last" if first.get("channels_last") in (True, "True") else ""]
     gflops = next((row["device_gflops"] for row in rows if row.get("device_gflops")), None)
@@ -182,6 +188,8 @@ def profile_command(
     channels_last: bool = ChannelsLastOption,
     input_scale: Optional[float] = InputScaleOption,
     sdpa_backend: Optional[str] = SdpaBackendOption,
+    runtime: Optional[str] = RuntimeOption,
+    export_dir: Optional[str] = ExportDirOption,
     recalibrate: bool = RecalibrateOption,
     by_module: bool = typer.Option(
         False, "--by-module", help="One row per submodule (params, MACs, bytes, share of the forward time)."),
@@ -217,6 +225,7 @@ def profile_command(
                                            ("min_time", min_time), ("warmup", warmup),
                                            ("threads", threads)) if value is not None}
     given.update(mode_settings(compile_, compile_mode, amp, channels_last, input_scale, sdpa_backend))
+    given.update(runtime_settings(runtime, export_dir))
     title = "attnzoo profile"
 
     plans = []  # (block patterns, shapes, overrides): every plan is checked before anything runs
@@ -245,6 +254,8 @@ def profile_command(
         per_block = check_runs([(patterns, list(shape or []), {})], overrides, dirs)[0]
         plans = [(run_patterns, list(shape or []), run_overrides, in_network)
                  for run_patterns, run_overrides in split_plans(patterns, per_block)]
+    if settings.get("runtime", "eager") != "eager":
+        settings.setdefault("mode", "infer")  # a runtime runs inference only
     if plot is not None and settings.get("mode") == "train":
         raise ConfigError("--plot draws the roofline of forward rows, and --mode train measures none: "
                           "use --mode infer or both")

@@ -15,7 +15,7 @@ from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
                                 InputScaleOption, RecalibrateOption, RegistryOption, SdpaBackendOption, RetryFailedOption, SetOption, ShardOption, StagesOption, ThreadsOption,
-                                ColumnsOption, WideOption,
+                                ColumnsOption, ExportDirOption, RuntimeOption, WideOption, runtime_settings,
                                 check_format, check_runs, count, mode_settings, network_options, registry_dirs, say,
                                 split_plans)
 
@@ -99,6 +99,8 @@ def sweep_command(
     channels_last: bool = ChannelsLastOption,
     input_scale: Optional[float] = InputScaleOption,
     sdpa_backend: Optional[str] = SdpaBackendOption,
+    runtime: Optional[str] = RuntimeOption,
+    export_dir: Optional[str] = ExportDirOption,
     recalibrate: bool = RecalibrateOption,
     max_memory: Optional[str] = typer.Option(
         None, "--max-memory", metavar="SIZE",
@@ -148,6 +150,7 @@ def sweep_command(
     given = {k: v for k, v in (("device", device), ("dtype", dtype), ("mode", mode), ("min_time", min_time),
                                ("threads", threads)) if v is not None}
     given.update(mode_settings(compile_, compile_mode, amp, channels_last, input_scale, sdpa_backend))
+    given.update(runtime_settings(runtime, export_dir))
     settings: dict[str, Any] = {"mode": "infer", "min_time": 0.2}
 
     # The plan: (block name, shape, overrides) for every point, checked before anything runs.
