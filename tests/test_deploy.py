@@ -321,3 +321,16 @@ def test_a_torch_too_old_says_which_torch_the_runtime_needs(runtime, monkeypatch
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert f"--runtime {runtime} needs torch 2.6 or newer" in err and "this is torch 2.3.1" in err
+
+
+def test_compare_pairs_a_runtime_file_with_an_eager_one():
+    from attnzoo.results.compare import compare
+
+    base = [{"block": "se", "shape": "1,64,16,16", "status": "ok", "fwd_ms": 0.2, "runtime": ""}]
+    new = [{"block": "se", "shape": "1,64,16,16", "status": "ok", "fwd_ms": 0.1, "runtime": "onnxruntime",
+            "rel_err": 1e-7}]
+    found = compare(base, new, metrics=["fwd_ms"])
+    assert found.matched == 1 and found.rows[0]["ratio"] == 0.5
+    assert found.differs["runtime"] == ("", "onnxruntime")  # said beside the comparison, as any other setting
+    both = base + new  # one file holding both: the runtime tells its rows apart
+    assert "runtime" in compare(both, both, metrics=["fwd_ms"]).key

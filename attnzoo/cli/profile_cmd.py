@@ -160,8 +160,10 @@ def _caption(rows: list[dict[str, Any]]) -> str:
     shared = first.get("overrides") if len({row.get("overrides") for row in rows}) == 1 else None
     where = " · ".join([str(first.get("device_name") or first["device"]), first["dtype"], *filter(None, modes),
                         threads, f"torch {first['torch']}", *([f"--set {shared}"] if shared else [])])
+    own = sorted({row["runtime"] for row in rows if row.get("runtime") in ("onnxruntime", "openvino")})
+    memory = f"MiB: not measured in {' or '.join(own)} (its own allocator)" if own else "MiB: peak above inputs and weights"
     return (f"{where}{matmul}\n"
-            "1 MAC = 1 multiply-add = 2 FLOPs · time: median ± IQR · MiB: peak above inputs and weights · "
+            f"1 MAC = 1 multiply-add = 2 FLOPs · time: median ± IQR · {memory} · "
             "of limit: the roofline's time over the measured one (1 = at the hardware's limit)")
 
 
