@@ -12,6 +12,7 @@ OpenVINO / eager are medians over rounds of the per-round ratio, robust to a bus
 (between ``<!-- deploy:start -->`` and ``<!-- deploy:end -->``).
 
     python benchmarks/deploy.py [--readme] [--shape 1,64,32,32] [--blocks se,cbam] [--rounds 5] [--json FILE]
+                                [--from-json FILE]
 """
 
 from __future__ import annotations
@@ -108,10 +109,16 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     dynamo = [r["block"] for r in rows if (r.get("onnxruntime") or {}).get("exporter") == "dynamo"]
     ratios = {rt: [r[f"{rt}_ratio"] for r in rows if r.get(f"{rt}_ratio") is not None] for rt in RUNTIMES}
     dynamic = [r["block"] for r in rows if _dynamic(r, "onnxruntime") == "yes"]
+    one_size = [r["block"] for r in rows if _dynamic(r, "onnxruntime").startswith("n/a")]
+    not_dynamic = {r["block"]: _dynamic(r, "onnxruntime") for r in rows
+                   if _dynamic(r, "onnxruntime") and not _dynamic(r, "onnxruntime").startswith(("yes", "n/a"))}
     return {"blocks": len(rows), "onnx_export": len(exported), "dynamo": len(dynamo), "ok": {rt: ok(rt) for rt in RUNTIMES},
             "failed": {rt: {r["block"]: _cell(r, rt) for r in rows if r["block"] not in ok(rt)} for rt in RUNTIMES},
             "median_ratio": {rt: statistics.median(v) if v else None for rt, v in ratios.items()},
-            "faster": {rt: sum(v < 1 for v in ratios[rt]) for rt in RUNTIMES}, "dynamic_yes": len(dynamic)}
+            "faster": {rt: sum(v < 1 for v in ratios[rt]) for rt in RUNTIMES}, "dynamic_yes": len(dynamic),
+            "one_size": len(one_size), "not_dynamic": not_dynamic,
+            "torchscript": {r["block"]: str((r.get("onnxruntime") or {}).get("exporter", ""))
+                            for r in rows if str((r.get("onnxruntime") or {}).get("exporter", "")).startswith("torch")}}
 
 
 def markdown(rows: list[dict[str, Any]], header: str) -> str:
@@ -132,13 +139,20 @@ def headline(found: dict[str, Any], shape: str) -> str:
     failed_ov = "; ".join(f"`{block}`: {why}" for block, why in found["failed"]["openvino"].items()) or "none"
     failed_ort = "; ".join(f"`{block}`: {why}" for block, why in found["failed"]["onnxruntime"].items()) or "none"
     ratio = found["median_ratio"]
-    return (f"At {shape} (one thread): {found['onnx_export']} of {n} blocks export to ONNX ({found['dynamo']} with "
-            f"`torch.onnx.export(dynamo=True)`, the rest only with the TorchScript exporter); {len(ort)} of {n} run in "
-            f"ONNX Runtime within 1e-4 of eager float32 (failing: {failed_ort}), {len(ov)} of {n} in OpenVINO "
-            f"(failing: {failed_ov}), {len(te)} of {n} through torch.export. {found['dynamic_yes']} of {n} ONNX "
-            f"exports with dynamic H and W reproduce eager at twice the size. The median forward time against eager "
-            f"PyTorch: ONNX Runtime {ratio['onnxruntime']:.2f}x ({found['faster']['onnxruntime']} blocks faster), "
-            f"OpenVINO {ratio['openvino']:.2f}x ({found['faster']['openvino']} faster).")
+    fallback = found["torchscript"]
+    why = sorted({text.split("(dynamo: ", 1)[-1].rstrip(")") for text in fallback.values()})
+    taken = (f"; the TorchScript exporter takes the other {len(fallback)} "
+             f"({', '.join(f'`{b}`' for b in fallback)}), which dynamo refuses: {'; '.join(why)}") if fallback else ""
+    odd = "; ".join(f"`{block}` {why.removeprefix('no: ')}" for block, why in found["not_dynamic"].items())
+    return (f"At {shape} (one thread): {found['onnx_export']} of {n} blocks export to ONNX, {found['dynamo']} with "
+            f"`torch.onnx.export(dynamo=True)`{taken}. {len(ort)} of {n} run in ONNX Runtime within 1e-4 of eager "
+            f"float32 (failing: {failed_ort}); {len(ov)} of {n} in OpenVINO (failing: {failed_ov}); {len(te)} of {n} "
+            f"through torch.export. Exported with dynamic H and W, {found['dynamic_yes']} of {n} reproduce eager in "
+            f"ONNX Runtime at twice the size, {found['one_size']} are built for one size (eager takes no other)"
+            + (f", and {odd}" if odd else "") + ". Median forward time against eager PyTorch: ONNX Runtime "
+            f"{ratio['onnxruntime']:.2f}x ({found['faster']['onnxruntime']} of {n} blocks faster), OpenVINO "
+            f"{ratio['openvino']:.2f}x ({found['faster']['openvino']} faster), torch.export "
+            f"{ratio['torch.export']:.2f}x.")
 
 
 def main() -> None:
@@ -147,6 +161,7 @@ def main() -> None:
     cli.add_argument("--shape", default="1,64,32,32")
     cli.add_argument("--blocks", default=None, help="only these blocks, e.g. se,cbam")
     cli.add_argument("--rounds", type=int, default=5)
+    cli.add_argument("--from-json", metavar="FILE", help="write the tables from a --json FILE of an earlier run")
     args = cli.parse_args()
     import torch
 
@@ -155,19 +170,26 @@ def main() -> None:
     from attnzoo.profiling.runtimes import runtime_version
 
     torch.set_num_threads(1)
-    info = common.print_header("will it deploy: torch.export, ONNX Runtime, OpenVINO")
-    shape = parse_shape(args.shape)
-    wanted = set(args.blocks.split(",")) if args.blocks else None
-    specs = [spec for spec in attnzoo.list_blocks() if wanted is None or spec.name in wanted]
-    start = time.perf_counter()
-    rows = []
-    for spec in specs:
-        row = measure_block(spec, shape, args.rounds)
-        rows.append(row)
-        print(f"{spec.name}: torch.export {_cell(row, 'torch.export')} | ONNX {_onnx_export(row)} | ORT "
-              f"{_cell(row, 'onnxruntime')} x{_ratio(row, 'onnxruntime')} | OpenVINO {_cell(row, 'openvino')} "
-              f"x{_ratio(row, 'openvino')}", flush=True)
-    seconds = time.perf_counter() - start
+    if args.from_json:  # the figures of an earlier run, written again (the tables' wording changed)
+        import json
+        from pathlib import Path
+
+        saved = json.loads(Path(args.from_json).read_text())
+        info, shape, seconds, rows = saved["machine"], parse_shape(saved["shape"]), saved["seconds"], saved["rows"]
+    else:
+        info = common.print_header("will it deploy: torch.export, ONNX Runtime, OpenVINO")
+        shape = parse_shape(args.shape)
+        wanted = set(args.blocks.split(",")) if args.blocks else None
+        specs = [spec for spec in attnzoo.list_blocks() if wanted is None or spec.name in wanted]
+        start = time.perf_counter()
+        rows = []
+        for spec in specs:
+            row = measure_block(spec, shape, args.rounds)
+            rows.append(row)
+            print(f"{spec.name}: torch.export {_cell(row, 'torch.export')} | ONNX {_onnx_export(row)} | ORT "
+                  f"{_cell(row, 'onnxruntime')} x{_ratio(row, 'onnxruntime')} | OpenVINO {_cell(row, 'openvino')} "
+                  f"x{_ratio(row, 'openvino')}", flush=True)
+        seconds = time.perf_counter() - start
     found = summary(rows)
     versions = ", ".join(f"{LABELS[rt]} {runtime_version(rt)}" for rt in RUNTIMES[1:])
     text_shape = ",".join(map(str, shape))
@@ -175,7 +197,9 @@ def main() -> None:
               f"`python benchmarks/deploy.py --readme` ({seconds / 60:.0f} min on {machine_line(info)}).")
     table = markdown(rows, header)
     print(table)
-    write_json(args.json, {"machine": info, "shape": text_shape, "seconds": seconds, "summary": found, "rows": rows})
+    if not args.from_json:
+        write_json(args.json, {"machine": info, "shape": text_shape, "seconds": seconds, "summary": found,
+                               "rows": rows})
     if args.readme:
         DOC.write_text(
             "# Will it deploy: every block in torch.export, ONNX Runtime and OpenVINO\n\n"

@@ -113,6 +113,12 @@ def _first_sentence(message: str) -> str:
 def reason(exc: BaseException) -> str:
     """One line for a failure: the operator to blame first where the message names one, then what it said."""
     message = str(exc)
+    if "[ONNXRuntimeError]" in message:  # "... while running FusedMatMul node. Name:'...' Status Message: ..."
+        node = re.search(r"while running (\w+) node", message)
+        status = re.search(r"Status Message: (.+)", message)
+        if node or status:
+            said = one_line(status.group(1) if status else message, 160)
+            return f"onnxruntime {node.group(1)}: {said}" if node else f"onnxruntime: {said}"
     for attribute in ("__cause__", "__context__"):  # torch.onnx wraps the exporter's own error
         inner = getattr(exc, attribute, None)
         if inner is not None and operator_in(str(inner)) and not operator_in(message):
