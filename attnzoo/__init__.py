@@ -42,11 +42,12 @@ def create(name: str, shape: str | Sequence[int], *, registry: Sequence[str] = (
 
 
 def profile(names: str | Sequence[str], shapes: str | Sequence[int] | Sequence[str | Sequence[int]], *,
-            device: str = "auto", dtype: str = "float32", mode: str = "both", min_time: float = 0.3,
+            device: str = "auto", dtype: str = "float32", mode: str | None = None, min_time: float = 0.3,
             warmup: int = 3, threads: int | None = None, overrides: dict[str, Any] | None = None,
             registry: Sequence[str] = (), seed: int = 0, compile: bool = False, compile_mode: str | None = None,
             amp: bool = False, channels_last: bool = False, network: str | Sequence[str] | None = None,
-            placement: str | None = None, stages: str | Sequence[int] | None = None):
+            placement: str | None = None, stages: str | Sequence[int] | None = None, runtime: str = "eager",
+            export_dir: str | None = None):
     """Profile blocks (names or wildcards) at shapes; returns a pandas DataFrame, one row per block and shape.
 
     Columns: ``attnzoo.columns.COLUMNS`` (params, macs, flops, bytes, fwd_ms, train_ms, fwd_peak_mib,
@@ -63,6 +64,9 @@ def profile(names: str | Sequence[str], shapes: str | Sequence[int] | Sequence[s
     ``attn_time_share``); a block the network cannot hold gets a ``skipped: ...`` status. ``names`` may
     then be empty (the plain network alone).
 
+    ``runtime`` (``--runtime``: torch.export, onnxruntime, openvino; the deploy extra) exports each block and
+    runs its forward there, checked against eager float32 and timed; ``mode`` is then infer (else both).
+
     >>> attnzoo.profile("cbam", "2,64,32,32", mode="infer", min_time=0.2)  # doctest: +SKIP
     >>> attnzoo.profile("se", "1,3,224,224", network="resnet50", mode="infer")  # doctest: +SKIP
     """
@@ -72,9 +76,10 @@ def profile(names: str | Sequence[str], shapes: str | Sequence[int] | Sequence[s
     names = [names] if isinstance(names, str) else list(names)
     if isinstance(shapes, str) or (len(shapes) > 0 and all(isinstance(d, int) for d in shapes)):
         shapes = [shapes]
+    mode = mode or ("both" if runtime == "eager" else "infer")
     options = ProfileOptions(device=device, dtype=dtype, mode=mode, min_time=min_time, warmup=warmup, seed=seed,
                              threads=threads, compile=compile, compile_mode=compile_mode, amp=amp,
-                             channels_last=channels_last)
+                             channels_last=channels_last, runtime=runtime, export_dir=export_dir)
     in_networks = {}
     if network is not None:
         in_networks = {"networks": [network] if isinstance(network, str) else list(network),

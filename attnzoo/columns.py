@@ -75,6 +75,8 @@ ENVIRONMENT = (
     Column("input_scale", lower_is_better=None, describe="the inputs' standard deviation (--input-scale; 1: unit)"),
     Column("sdpa_backend", style="text", lower_is_better=None,
            describe="the SDPA backend asked for (--sdpa-backend; auto: torch's choice)"),
+    Column("runtime", style="text", label="runtime", lower_is_better=None,
+           describe="what ran the forward (--runtime): torch.export, onnxruntime or openvino; empty: eager PyTorch"),
     Column("device", style="text", lower_is_better=None),
     Column("device_name", style="text", lower_is_better=None, describe="CPU model or GPU name"),
     Column("dtype", style="text", lower_is_better=None),
@@ -174,8 +176,26 @@ NUMERICS = (
     Column("sdpa_kernel", style="text", lower_is_better=None,
            describe="the scaled_dot_product_attention kernel that ran (math, flash, efficient, cudnn; empty: none)"),
 )
+# A row run in another runtime (--runtime): how the block was exported and whether the export holds at another
+# size; its output's error against eager float32 is in NUMERICS, its time in FORWARD. Empty for an eager row.
+DEPLOY = (
+    Column("export", label="export", style="text", lower_is_better=None,
+           describe="ok, or why the export failed, naming the operator (e.g. torchvision::deform_conv2d)"),
+    Column("exporter", style="text", lower_is_better=None,
+           describe="what exported it: dynamo (torch.onnx.export(dynamo=True)), torchscript (the fallback, with why "
+                    "dynamo failed) or torch.export"),
+    Column("opset", lower_is_better=None, describe="the ONNX opset of the exported file"),
+    Column("onnx_ops", style="text", lower_is_better=None,
+           describe="the ONNX operators of the exported graph and how many of each (MatMul:4 Softmax:1)"),
+    Column("export_s", unit="s", label="export s",
+           describe="export time: the export and the runtime's session (outside the timings)"),
+    Column("runtime_version", style="text", lower_is_better=None, describe="the runtime's version"),
+    Column("dynamic_hw", label="dynamic H/W", style="text", lower_is_better=None,
+           describe="exported with dynamic H and W (N for tokens), does it reproduce eager at a second size: yes, "
+                    "specialised, or why not"),
+)
 MEASURED_GROUPS = (PARAMETERS, MACS, BYTES, COMPILING, FORWARD, FORWARD_MEMORY, ROOFLINE, TRAINING, TRAINING_MEMORY,
-                   NUMERICS)
+                   NUMERICS, DEPLOY)
 
 #: Every column of a row, in order: identity, measurements, environment.
 ALL_COLUMNS: tuple[Column, ...] = (IDENTITY + NETWORK + tuple(c for group in MEASURED_GROUPS for c in group)
@@ -187,11 +207,11 @@ METRICS: tuple[str, ...] = tuple(c.name for c in ALL_COLUMNS if c.metric)
 
 #: Where a row was measured and how: the columns that tell two runs apart. Any may be absent from a file.
 ENV_COLUMNS = ("device", "device_name", "cuda_version", "dtype", "threads", "torch", "attnzoo_version", "mode",
-               "compile", "amp", "channels_last", "input_scale", "sdpa_backend")
+               "compile", "amp", "channels_last", "input_scale", "sdpa_backend", "runtime")
 #: Columns measured (not settings): numbers that compare and report show.
 MEASURED = ("params", "trainable_params", "macs", "flops", "fwd_ms", "fwd_iqr_ms", "fwd_runs", "train_ms",
             "train_iqr_ms", "train_runs", "fwd_peak_mib", "train_peak_mib", "efficiency", "device_gflops",
-            "max_abs_err", "rel_err", "nonfinite", "grad_max_abs_err", "grad_rel_err", "grad_nonfinite")
+            "max_abs_err", "rel_err", "nonfinite", "grad_max_abs_err", "grad_rel_err", "grad_nonfinite", "export_s")
 
-__all__ = ["ALL_COLUMNS", "BY_NAME", "COLUMNS", "Column", "ENV_COLUMNS", "ENVIRONMENT", "IDENTITY", "MEASURED",
+__all__ = ["ALL_COLUMNS", "BY_NAME", "COLUMNS", "Column", "DEPLOY", "ENV_COLUMNS", "ENVIRONMENT", "IDENTITY", "MEASURED",
            "METRICS", "NETWORK", "NETWORK_DELTAS"]

@@ -98,5 +98,60 @@ def sdpa_kernel_chosen(args: tuple, kwargs: dict) -> str:
     return str(chosen)
 
 
-__all__ = ["SDPA_BACKENDS", "autocast", "autocast_dtype", "check_compiler", "check_sdpa_backend", "sdpa_backend",
-           "sdpa_kernel_chosen"]
+#: ``--runtime``: what runs the forward, and the packages each needs beyond torch (the ``deploy`` extra).
+#: onnxruntime and openvino run the ONNX file torch's exporters write (onnxscript is the dynamo exporter's).
+RUNTIMES = {"eager": (), "torch.export": (), "onnxruntime": ("onnx", "onnxscript", "onnxruntime"),
+            "openvino": ("onnx", "onnxscript", "openvino")}
+#: The oldest torch each runtime works with: torch.export.Dim.AUTO (the dynamic H/W check) and
+#: torch.onnx.export(dynamo=True) taking an exported program arrived in torch 2.6.
+RUNTIME_TORCH = {"torch.export": "2.6", "onnxruntime": "2.6", "openvino": "2.6"}
+#: Names people use for the runtimes, for "did you mean".
+RUNTIME_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino", "export": "torch.export",
+                   "torchexport": "torch.export", "dynamo": "torch.export"}
+
+
+def check_runtime(name: str) -> None:
+    """Refuse (ConfigError, one line) a runtime attnzoo does not know (with "did you mean"), one whose packages
+    are not installed (naming the ``deploy`` extra), or one this torch is too old for. Reads package metadata
+    only: nothing is imported, so the command line checks it before torch."""
+    import importlib.util
+    from importlib import metadata
+
+    from attnzoo.errors import ConfigError
+    from attnzoo.versions import release
+
+    if name not in RUNTIMES:
+        from difflib import get_close_matches
+
+        lower = name.strip().lower().replace("_", ".")
+        if lower in RUNTIME_ALIASES:
+            close = [RUNTIME_ALIASES[lower]]
+        else:
+            close = [k for k in RUNTIMES if lower and lower in k] or get_close_matches(lower, list(RUNTIMES), n=1,
+                                                                                       cutoff=0.7)
+        raise ConfigError(f"--runtime {name}: not one of {', '.join(RUNTIMES)}"
+                          + (f"; did you mean '{close[0]}'?" if close else ""))
+    missing = []
+    for package in RUNTIMES[name]:
+        try:
+            found = importlib.util.find_spec(package) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(package)
+    if missing:
+        raise ConfigError(f"--runtime {name} needs {', '.join(missing)}, not installed: "
+                          "pip install 'attnzoo[deploy]' (the deploy extra)")
+    needed = RUNTIME_TORCH.get(name)
+    if needed is not None:
+        try:
+            torch_version = metadata.version("torch")
+        except metadata.PackageNotFoundError:
+            return  # importing torch fails with its own message
+        if release(torch_version) < release(needed):
+            raise ConfigError(f"--runtime {name} needs torch {needed} or newer (torch.onnx.export(dynamo=True) and "
+                              f"torch.export.Dim.AUTO); this is torch {torch_version}")
+
+
+__all__ = ["RUNTIMES", "RUNTIME_TORCH", "SDPA_BACKENDS", "autocast", "autocast_dtype", "check_compiler",
+           "check_runtime", "check_sdpa_backend", "sdpa_backend", "sdpa_kernel_chosen"]

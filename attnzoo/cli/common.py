@@ -182,6 +182,43 @@ SdpaBackendOption = typer.Option(
          "kernel the device or inputs cannot take is the row's status. The sdpa_kernel column says which ran.")
 
 
+RuntimeOption = typer.Option(
+    None, "--runtime", metavar="NAME",
+    help="What runs the forward: eager (PyTorch, the default), torch.export (the exported program), onnxruntime "
+         "or openvino (the block exported to ONNX, run on the CPU). The block is exported first (export_s), its "
+         "output checked against eager float32 (a row that differs by more than 1e-4 relative fails), then timed "
+         "like eager; export, exporter, opset, onnx_ops and dynamic_hw say how the export went. Needs the deploy "
+         "extra; implies --mode infer.")
+ExportDirOption = typer.Option(
+    None, "--export-dir", metavar="DIR",
+    help="With --runtime: keep the exported files in DIR (BLOCK-SHAPE.onnx; NETWORK-BLOCK-SHAPE.onnx for a "
+         "network; .pt2 for torch.export).")
+
+
+def runtime_settings(runtime: Optional[str], export_dir: Optional[str]) -> dict:
+    """``--runtime`` and ``--export-dir`` checked before torch is imported (an unknown runtime, its packages
+    not installed, a torch too old: one line); a runtime other than eager measures inference, so the mode is
+    infer unless given."""
+    from attnzoo.errors import ConfigError
+    from attnzoo.modes import check_runtime
+
+    if runtime is None:
+        if export_dir is not None:
+            raise ConfigError("--export-dir keeps the files a --runtime exports: give --runtime torch.export, "
+                              "onnxruntime or openvino")
+        return {}
+    check_runtime(runtime)
+    found: dict = {"runtime": runtime}
+    if export_dir is not None:
+        if runtime == "eager":
+            raise ConfigError("--export-dir keeps the files a --runtime exports; eager exports nothing")
+        folder = os.path.abspath(os.path.expanduser(export_dir))
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise ConfigError(f"--export-dir {export_dir}: a file is there, not a folder")
+        found["export_dir"] = folder
+    return found
+
+
 def mode_settings(compile_: bool, compile_mode: Optional[str], amp: bool, channels_last: bool,
                   input_scale: Optional[float] = None, sdpa_backend: Optional[str] = None) -> dict:
     """The modes given on the command line (flags left off are not given, so a suite's value stands),

@@ -13,10 +13,11 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
-                                InputScaleOption, OverwriteOption, RecalibrateOption, RegistryOption, RetryFailedOption,
-                                SdpaBackendOption, SetOption, ShardOption, StagesOption, ThreadsOption, ColumnsOption,
-                                WideOption, bounded, check_format, check_fresh, check_runs, count, mode_settings,
-                                network_options, registry_dirs, say, split_plans)
+                                ColumnsOption, ExportDirOption, InputScaleOption, OverwriteOption, RecalibrateOption,
+                                RegistryOption, RetryFailedOption, RuntimeOption, SdpaBackendOption, SetOption,
+                                ShardOption, StagesOption, ThreadsOption, WideOption, bounded, check_format, check_fresh,
+                                check_runs, count, mode_settings, network_options, registry_dirs, runtime_settings, say,
+                                split_plans)
 
 HELP = "\n\n".join([
     'Profile blocks: parameters, MACs / FLOPs, latency and peak memory, one row per block and shape.',
@@ -97,11 +98,14 @@ def _shown(column, row: dict[str, Any]) -> Any:
 DEFAULT_COLUMNS = ("block", "shape", "status", "network", "params", "macs", "fwd_ms", "fwd_peak_mib", "train_ms")
 #: Settings shown as a column when the rows differ in them (the caption names those they share).
 VARIED = ("network", "placement", "overrides", "mode", "dtype", "device", "compile", "amp", "channels_last",
-          "input_scale", "sdpa_backend", "threads")
+          "input_scale", "sdpa_backend", "threads", "runtime")
 _VARIED_LABELS = {"overrides": "set", "channels_last": "channels last", "input_scale": "input scale",
                   "sdpa_backend": "sdpa"}
 #: Shown by default when some row has them: what a mode cost in accuracy (rows other than eager float32).
 NUMERIC_COLUMNS = ("rel_err", "nonfinite")
+#: Shown by default when a row ran in another runtime (--runtime): the runtime, how the export went, the
+#: error against eager float32 and whether the export holds at another size.
+RUNTIME_COLUMNS = ("runtime", "export", "rel_err", "dynamic_hw")
 
 
 def nonfinite_note(rows: list[dict[str, Any]]) -> str | None:
@@ -155,6 +159,8 @@ def _table_rows(rows: list[dict[str, Any]], wide: bool = False,
         wanted = [by_name[name] for name in chosen]
     else:
         base = [c.name for c in ALL_COLUMNS if c.label] if wide else list(DEFAULT_COLUMNS)
+        if any(row.get("runtime") for row in rows):
+            base += [name for name in RUNTIME_COLUMNS if name not in base]
         base += [c for c in NUMERIC_COLUMNS if c not in base and any(row.get(c) not in (None, "") for row in rows)]
         wanted = [by_name[name] for name in base + [v for v in varied if v not in base]]
     shown = [{_label(c): _shown(c, row) for c in wanted} for row in rows]
@@ -167,7 +173,8 @@ def _table_rows(rows: list[dict[str, Any]], wide: bool = False,
 def _caption(rows: list[dict[str, Any]]) -> str:
     first = rows[0]
     threads = f"{first['threads']} thread" + ("s" if first["threads"] != 1 else "")
-    modes = [f"compile {first['compile']}" if first.get("compile") else "",
+    modes = [f"runtime {first['runtime']}" if first.get("runtime") else "",
+             f"compile {first['compile']}" if first.get("compile") else "",
              f"amp {first['amp']}" if first.get("amp") else "",
              "channels-last" if first.get("channels_last") in (True, "True") else ""]
     gflops = next((row["device_gflops"] for row in rows if row.get("device_gflops")), None)
@@ -175,8 +182,10 @@ def _caption(rows: list[dict[str, Any]]) -> str:
     shared = first.get("overrides") if len({row.get("overrides") for row in rows}) == 1 else None
     where = " · ".join([str(first.get("device_name") or first["device"]), first["dtype"], *filter(None, modes),
                         threads, f"torch {first['torch']}", *([f"--set {shared}"] if shared else [])])
+    own = sorted({row["runtime"] for row in rows if row.get("runtime") in ("onnxruntime", "openvino")})
+    memory = f"MiB: not measured in {' or '.join(own)} (its own allocator)" if own else "MiB: peak above inputs and weights"
     return (f"{where}{matmul}\n"
-            "1 MAC = 1 multiply-add = 2 FLOPs · time: median ± IQR · MiB: peak above inputs and weights · "
+            f"1 MAC = 1 multiply-add = 2 FLOPs · time: median ± IQR · {memory} · "
             "of limit: the roofline's time over the measured one (1 = at the hardware's limit)")
 
 
@@ -213,6 +222,8 @@ def profile_command(
     channels_last: bool = ChannelsLastOption,
     input_scale: Optional[float] = InputScaleOption,
     sdpa_backend: Optional[str] = SdpaBackendOption,
+    runtime: Optional[str] = RuntimeOption,
+    export_dir: Optional[str] = ExportDirOption,
     recalibrate: bool = RecalibrateOption,
     by_module: bool = typer.Option(
         False, "--by-module", help="One row per submodule (params, MACs, bytes, share of the forward time)."),
@@ -251,6 +262,7 @@ def profile_command(
                                            ("min_time", min_time), ("warmup", warmup),
                                            ("threads", threads)) if value is not None}
     given.update(mode_settings(compile_, compile_mode, amp, channels_last, input_scale, sdpa_backend))
+    given.update(runtime_settings(runtime, export_dir))
     title = "attnzoo profile"
 
     plans = []  # (block patterns, shapes, overrides): every plan is checked before anything runs
@@ -279,6 +291,8 @@ def profile_command(
         per_block = check_runs([(patterns, list(shape or []), {})], overrides, dirs)[0]
         plans = [(run_patterns, list(shape or []), run_overrides, in_network)
                  for run_patterns, run_overrides in split_plans(patterns, per_block)]
+    if settings.get("runtime", "eager") != "eager":
+        settings.setdefault("mode", "infer")  # a runtime runs inference only
     if plot is not None and settings.get("mode") == "train":
         raise ConfigError("--plot draws the roofline of forward rows, and --mode train measures none: "
                           "use --mode infer or both")

@@ -14,10 +14,10 @@ import typer
 from attnzoo.cli.app import app
 from attnzoo.cli.common import (AmpOption, ChannelsLastOption, CompileModeOption, CompileOption, DeviceOption,
                                 DtypeOption, FormatOption, NetworkOption, OutputOption, PlacementOption, RayOption,
-                                InputScaleOption, OverwriteOption, RecalibrateOption, RegistryOption, RetryFailedOption,
-                                SdpaBackendOption, SetOption, ShardOption, StagesOption, ThreadsOption, ColumnsOption,
-                                WideOption, bounded, check_format, check_runs, count, mode_settings, network_options,
-                                registry_dirs, say, split_plans)
+                                ColumnsOption, ExportDirOption, InputScaleOption, OverwriteOption, RecalibrateOption,
+                                RegistryOption, RetryFailedOption, RuntimeOption, SdpaBackendOption, SetOption,
+                                ShardOption, StagesOption, ThreadsOption, WideOption, bounded, check_format, check_runs,
+                                count, mode_settings, network_options, registry_dirs, runtime_settings, say, split_plans)
 
 HELP = "\n\n".join([
     "Sweep input sizes and fit how cost grows: MACs, latency and peak memory against N = H*W "
@@ -105,6 +105,8 @@ def sweep_command(
     channels_last: bool = ChannelsLastOption,
     input_scale: Optional[float] = InputScaleOption,
     sdpa_backend: Optional[str] = SdpaBackendOption,
+    runtime: Optional[str] = RuntimeOption,
+    export_dir: Optional[str] = ExportDirOption,
     recalibrate: bool = RecalibrateOption,
     max_memory: Optional[str] = typer.Option(
         None, "--max-memory", metavar="SIZE",
@@ -155,6 +157,7 @@ def sweep_command(
     given = {k: v for k, v in (("device", device), ("dtype", dtype), ("mode", mode), ("min_time", min_time),
                                ("threads", threads)) if v is not None}
     given.update(mode_settings(compile_, compile_mode, amp, channels_last, input_scale, sdpa_backend))
+    given.update(runtime_settings(runtime, export_dir))
     settings: dict[str, Any] = {"mode": "infer", "min_time": 0.2}
 
     # The plan: (block name, shape, overrides) for every point, checked before anything runs.

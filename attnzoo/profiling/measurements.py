@@ -102,6 +102,8 @@ def _memory(prepared, calibration, row, train: bool) -> dict[str, Any]:
         prepared.clear_grads()
         prepared.module.eval()
         return {"train_peak_mib": round(peak / MIB, 4)}
+    if not prepared.memory_tracked:  # a runtime that allocates on its own (ONNX Runtime, OpenVINO): not eager's
+        return {"fwd_peak_mib": None}
     with torch.inference_mode():
         peak = peak_bytes(prepared.forward, prepared.device)
     return {"fwd_peak_mib": round(peak / MIB, 4)}
@@ -130,9 +132,10 @@ def _roofline(prepared, calibration, row) -> dict[str, Any]:
 
 
 def is_reference(options) -> bool:
-    """An eager float32 row with torch's own SDPA choice: the reference every other mode is judged against."""
+    """An eager float32 row with torch's own SDPA choice: the reference every other mode is judged against (a
+    row in another runtime is judged against it too)."""
     return (options.dtype == "float32" and not options.amp and not options.compile and not options.channels_last
-            and getattr(options, "sdpa_backend", "auto") == "auto")
+            and getattr(options, "sdpa_backend", "auto") == "auto" and getattr(options, "runtime", "eager") == "eager")
 
 
 def output_error(output: Any, reference: Any) -> dict[str, Any]:
@@ -248,8 +251,8 @@ def _attention_time(prepared, calibration, row) -> dict[str, Any]:
 
     from attnzoo.profiling.modules import _Scopes
 
-    if not prepared.attention:
-        return {}
+    if not prepared.attention or prepared.module is not prepared.eager and prepared.deploy_fields:
+        return {}  # hooks time eager PyTorch's modules: a runtime's graph has none
     scopes = _Scopes(prepared.eager, prepared.attention, prepared.device)
     calls, spent = 0, 0.0
     try:
@@ -271,6 +274,11 @@ def _compile_time(prepared, calibration, row) -> dict[str, Any]:
     return {"compile_s": prepared.compile_s, "compile_cache": prepared.compile_cache or None}
 
 
+def _deployment(prepared, calibration, row) -> dict[str, Any]:
+    """A runtime row's export columns (attnzoo.profiling.runtimes, filled when the block was prepared)."""
+    return dict(prepared.deploy_fields)
+
+
 MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement("parameters", columns.PARAMETERS, "any", _parameters),
     Measurement("counting MACs", columns.MACS, "any", _macs),
@@ -282,6 +290,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement("training step", columns.TRAINING, "train", lambda p, c, r: _timing(p, c, r, train=True)),
     Measurement("training-step memory", columns.TRAINING_MEMORY, "train", lambda p, c, r: _memory(p, c, r, train=True)),
     Measurement("numerical error", columns.NUMERICS, "any", _numerics),
+    Measurement("deployment", columns.DEPLOY, "any", _deployment),
     # Network rows only (their columns are in columns.NETWORK_DELTAS): the placed blocks' share of the cost.
     Measurement("attention share of MACs", (), "any", _attention_macs),
     Measurement("attention share of time", (), "infer", _attention_time),

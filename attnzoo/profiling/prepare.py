@@ -38,6 +38,11 @@ class Prepared:
     # The row's reference for numerical error: () -> (eager float32 module, float32 inputs), the same weights
     # and the same input values as the measured module's (upcast where the row runs in a half type).
     reference: Callable[[], tuple[nn.Module, tuple[torch.Tensor, ...]]] | None = field(default=None, repr=False)
+    # --runtime: the deploy columns (export, exporter, opset, ...; empty for eager), whether attnzoo's memory
+    # tracker sees the runtime's allocations (ONNX Runtime's and OpenVINO's are their own), the files kept.
+    deploy_fields: dict[str, Any] = field(default_factory=dict)
+    memory_tracked: bool = True
+    exported_files: list = field(default_factory=list)
     _train: tuple[Callable[[], None], Callable[[], None]] | None = field(default=None, repr=False)
 
     @property
@@ -188,7 +193,9 @@ def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | 
             exc = RuntimeError(f"{exc} ({'; '.join(reasons[:2])})")
         raise BlockFailure("forward", exc) from exc
 
-    if options.compile:
+    if getattr(options, "runtime", "eager") not in ("eager", "", None):
+        _deploy(prepared, spec, shape, network)
+    elif options.compile:
         mode = None if options.compile_mode in (None, "", "default") else options.compile_mode
         # Dynamo caches compiled frames per code object, and blocks share some (the token adapter's
         # forward): past its recompile limit it would silently run a later block eagerly. Each row compiles
@@ -221,6 +228,48 @@ def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | 
         finally:
             prepared.module.eval()
     return prepared
+
+
+def _deploy(prepared: Prepared, spec, shape: Sequence[int], network) -> None:
+    """The row's runtime (attnzoo.profiling.runtimes): the eager block exported and opened (export_s), run once
+    (a failure is the row's status), and checked at a second size with H and W dynamic. ``prepared.module``
+    then runs the runtime, so the measurements time it and compare its output with eager float32."""
+    from attnzoo.build import format_shape
+    from attnzoo.profiling import runtimes
+
+    options = prepared.options
+    runtime = runtimes.runtime_of(options)
+    block = spec.name if spec is not None else "none"
+    size = format_shape(shape).replace(",", "x")
+    name = f"{network.network.name}-{block}-{size}" if network is not None else f"{block}-{size}"
+    if options.dtype != "float32":
+        name += f"-{options.dtype}"
+    try:
+        deployed = runtimes.deploy(prepared.eager, prepared.inputs, options, name)
+    except runtimes.RuntimeFailure as failure:
+        stage = "export" if failure.fields.get("export") not in (None, "ok") else f"{runtime} session"
+        raise BlockFailure(stage, failure) from failure
+    prepared.module = deployed.module
+    prepared.deploy_fields = dict(deployed.fields)
+    prepared.memory_tracked = deployed.memory_tracked
+    prepared.exported_files = deployed.files
+    try:
+        with torch.inference_mode():
+            prepared.forward()
+    except Exception as exc:  # noqa: BLE001
+        raise BlockFailure(f"{runtime} forward", runtimes.RuntimeFailure(runtimes.reason(exc),
+                                                                         prepared.deploy_fields)) from exc
+    multiple = getattr(network.network, "multiple", None) if network is not None else None
+    # A second size the block or network should take: twice H and W for a block (window and patch sizes still
+    # divide), one step of the network's multiple further for a network (at least 32: its strides).
+    grow = (lambda d: d + max(multiple, 32)) if multiple else (lambda d: 2 * d)
+
+    def reference_at(inputs):
+        module, _ = prepared.reference()
+        return module(*(x.float() if x.is_floating_point() else x for x in inputs))
+
+    prepared.deploy_fields["dynamic_hw"] = runtimes.dynamic_check(prepared.eager, prepared.inputs, options,
+                                                                  reference_at, grow)
 
 
 __all__ = ["BlockFailure", "Prepared", "prepare"]

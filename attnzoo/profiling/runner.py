@@ -19,7 +19,7 @@ from attnzoo.errors import ConfigError, ProfilerError, ShapeError
 from attnzoo.profiling.measurements import COLUMNS as _COLUMNS
 from attnzoo.profiling.load import sample_load
 from attnzoo.profiling.measurements import MEASUREMENTS, Calibration
-from attnzoo.modes import check_compiler, check_sdpa_backend
+from attnzoo.modes import check_compiler, check_runtime, check_sdpa_backend
 from attnzoo.profiling.timing import threads_set as _threads
 from attnzoo.versions import check_supported
 
@@ -49,6 +49,8 @@ class ProfileOptions:
     channels_last: bool = False  # block and 4-D inputs in channels-last memory format
     input_scale: float = 1.0  # the inputs' standard deviation (the activations of a deep residual stream grow)
     sdpa_backend: str = "auto"  # scaled_dot_product_attention's kernel: auto, math, flash, efficient, cudnn
+    runtime: str = "eager"  # what runs the forward: eager, torch.export, onnxruntime, openvino
+    export_dir: str | None = None  # --export-dir: keep the exported files (BLOCK-SHAPE.onnx) there
     raise_errors: bool = False  # re-raise a row's error instead of recording it (for debugging)
 
     def checked(self, here: bool = True) -> "ProfileOptions":
@@ -76,6 +78,7 @@ class ProfileOptions:
                 and self.input_scale > 0):
             raise ConfigError(f"--input-scale must be a positive finite number, got {self.input_scale}")
         check_sdpa_backend(self.sdpa_backend)
+        self._check_runtime()
         if self.amp and self.dtype != "float32":
             raise ConfigError(f"--amp autocasts float32 weights to a half type; it cannot autocast --dtype {self.dtype} "
                               "(use --dtype float32 with --amp, or --dtype alone)")
@@ -85,7 +88,7 @@ class ProfileOptions:
                 raise ConfigError(f"device '{self.device}' is not one of cpu, cuda, cuda:N, auto")
             return dataclasses.replace(self, device=device)
         if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = "cuda" if torch.cuda.is_available() and self.runtime in ("eager", "torch.export") else "cpu"
         try:
             parsed = torch.device(device)
         except RuntimeError:
@@ -100,6 +103,34 @@ class ProfileOptions:
         if self.compile:
             check_compiler(parsed.type)
         return dataclasses.replace(self, device=device)
+
+    def _check_runtime(self) -> None:
+        """--runtime: known, installed, on a torch new enough (attnzoo.modes.check_runtime), and in a mode it
+        can run: inference, without torch.compile or autocast; ONNX Runtime and OpenVINO on the CPU, from a
+        plain layout and torch's own SDPA choice (what the exported graph holds)."""
+        check_runtime(self.runtime)
+        if self.runtime == "eager":
+            if self.export_dir:
+                raise ConfigError("--export-dir keeps the files a --runtime exports: give --runtime torch.export, "
+                                  "onnxruntime or openvino")
+            return
+        flag = f"--runtime {self.runtime}"
+        if self.mode != "infer":
+            raise ConfigError(f"{flag} measures inference: use --mode infer (not {self.mode})")
+        if self.compile:
+            raise ConfigError(f"{flag} runs the exported graph; --compile is another way to run it: give one")
+        if self.amp:
+            raise ConfigError(f"{flag} exports the block in its --dtype; it takes no --amp (use --dtype)")
+        if self.runtime in ("onnxruntime", "openvino"):
+            device = self.device.strip().lower()
+            if device not in ("cpu", "auto"):
+                raise ConfigError(f"{flag} runs on the CPU here: use --device cpu (not {self.device})")
+            if self.channels_last:
+                raise ConfigError(f"{flag}: an ONNX graph has no memory format; --channels-last is eager's and "
+                                  "torch.export's")
+            if self.sdpa_backend != "auto":
+                raise ConfigError(f"{flag}: --sdpa-backend chooses eager PyTorch's attention kernel, not the "
+                                  "runtime's")
 
     @property
     def torch_dtype(self):
@@ -169,7 +200,8 @@ def blank_row(name: str, shape: str, options: ProfileOptions,
                compile=(options.compile_mode or "default") if options.compile else "",
                amp=str(autocast_dtype(options.device)).removeprefix("torch.") if options.amp else "",
                channels_last=options.channels_last, input_scale=options.input_scale,
-               sdpa_backend=options.sdpa_backend, device=options.device, device_name=_device_name(options.device),
+               sdpa_backend=options.sdpa_backend, runtime="" if options.runtime == "eager" else options.runtime,
+               device=options.device, device_name=_device_name(options.device),
                dtype=options.dtype, threads=options.threads or torch.get_num_threads(), torch=torch.__version__,
                cuda_version=torch.version.cuda or "", attnzoo_version=__version__,
                timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
@@ -273,6 +305,7 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions, overrides: 
     from attnzoo.build import format_shape
     from attnzoo.profiling.load import Load, worst
     from attnzoo.profiling.prepare import BlockFailure, prepare
+    from attnzoo.profiling.runtimes import parity
 
     with _threads(options.threads):
         name = spec.name if spec is not None else "none"
@@ -295,9 +328,11 @@ def profile_one(spec, shape: Sequence[int], options: ProfileOptions, overrides: 
                     raise ProfilerError(f"{measurement.name} failed for {name} at {row['shape']}: "
                                         f"{type(exc).__name__}: {_one_line(exc)}") from exc
             recalibrate_if_beaten(row, options, calibration)
+            row["status"] = parity(row, options) or row["status"]  # a runtime whose output differs has failed
         except BlockFailure as failure:
             if options.raise_errors:
                 raise failure.error from None
+            row.update(getattr(failure.error, "fields", None) or {})  # a runtime's columns so far (export ...)
             row["status"] = _status(failure.error, failure.stage)
         finally:
             row.update(worst(before, sample_load()).fields())
@@ -311,6 +346,10 @@ def _status(exc: BaseException, stage: str) -> str:
         return f"oom: out of memory in {stage}: {_one_line(exc, 200) or type(exc).__name__}"
     if isinstance(exc, (ShapeError, ConfigError)):
         return f"error: {_one_line(exc)}"
+    from attnzoo.profiling.runtimes import RuntimeFailure
+
+    if isinstance(exc, RuntimeFailure):  # already the one-line reason, naming the operator
+        return f"error: {stage} failed: {_one_line(exc)}"
     detail = _one_line(exc) or type(exc).__name__
     return f"error: {stage} failed: {type(exc).__name__}: {detail}"
 
@@ -357,7 +396,7 @@ def refuse_if_none_can_run(units: Sequence[Any]) -> None:
 
 #: Options added after units were first written: left out of a unit's settings (and so of its id) at their
 #: default, so that the units of files written before keep their ids (they resume and merge as before).
-LATER_OPTIONS = {"input_scale": 1.0, "sdpa_backend": "auto"}
+LATER_OPTIONS = {"input_scale": 1.0, "sdpa_backend": "auto", "runtime": "eager", "export_dir": None}
 
 
 def unit_settings(options: ProfileOptions) -> dict[str, Any]:
