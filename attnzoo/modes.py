@@ -110,6 +110,26 @@ RUNTIME_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino"
                    "torchexport": "torch.export", "dynamo": "torch.export"}
 
 
+@contextlib.contextmanager
+def watch_sdpa():
+    """Record, in the list it yields, which kernel each scaled_dot_product_attention call under it picks
+    (:func:`sdpa_kernel_chosen`; a TorchFunctionMode, so eager code only)."""
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    seen: list[str] = []
+
+    class Watch(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is F.scaled_dot_product_attention:
+                seen.append(sdpa_kernel_chosen(tuple(args), kwargs))
+            return func(*args, **kwargs)
+
+    with Watch():
+        yield seen
+
+
 def check_runtime(name: str) -> None:
     """Refuse (ConfigError, one line) a runtime attnzoo does not know (with "did you mean"), one whose packages
     are not installed (naming the ``deploy`` extra), or one this torch is too old for. Reads package metadata
@@ -154,4 +174,4 @@ def check_runtime(name: str) -> None:
 
 
 __all__ = ["RUNTIMES", "RUNTIME_TORCH", "SDPA_BACKENDS", "autocast", "autocast_dtype", "check_compiler",
-           "check_runtime", "check_sdpa_backend", "sdpa_backend", "sdpa_kernel_chosen"]
+           "check_runtime", "check_sdpa_backend", "sdpa_backend", "sdpa_kernel_chosen", "watch_sdpa"]

@@ -162,40 +162,19 @@ def output_error(output: Any, reference: Any) -> dict[str, Any]:
             "rel_err": None if all_bad or scale == 0 else worst / scale, "nonfinite": nonfinite}
 
 
-class _SdpaWatch:
-    """Records which kernel each scaled_dot_product_attention call picks (a TorchFunctionMode)."""
-
-    def __init__(self):
-        from torch.overrides import TorchFunctionMode
-
-        import torch.nn.functional as F
-
-        from attnzoo.modes import sdpa_kernel_chosen
-
-        seen = self.seen = []
-
-        class Watch(TorchFunctionMode):
-            def __torch_function__(self, func, types, args=(), kwargs=None):
-                kwargs = kwargs or {}
-                if func is F.scaled_dot_product_attention:
-                    seen.append(sdpa_kernel_chosen(tuple(args), kwargs))
-                return func(*args, **kwargs)
-
-        self.mode = Watch()
-
-
 def _numerics(prepared, calibration, row) -> dict[str, Any]:
     """The SDPA kernel that ran, and, for a row in any mode but eager float32, the error of its output (and,
     when the row trains, of its input's gradient) against eager float32 on the same inputs and weights."""
     import torch
 
     options = prepared.options
-    watch = _SdpaWatch()
-    with torch.inference_mode(), watch.mode:
-        output = prepared.forward()
-    found: dict[str, Any] = {"sdpa_kernel": ",".join(dict.fromkeys(watch.seen)) or None}
+    # the kernel prepare's eager forward picked; another runtime runs its own attention, not torch's kernels
+    eager = getattr(options, "runtime", "eager") == "eager"
+    found: dict[str, Any] = {"sdpa_kernel": prepared.sdpa_kernel if eager else None}
     if is_reference(options) or prepared.reference is None:
         return found
+    with torch.inference_mode():
+        output = prepared.forward()
     module, inputs = prepared.reference()
     with torch.inference_mode():
         found.update(output_error(output, module(*inputs)))

@@ -19,7 +19,7 @@ import torch.nn as nn
 from torch.utils._pytree import tree_leaves
 
 from attnzoo.errors import BlockFailure
-from attnzoo.modes import autocast, sdpa_backend
+from attnzoo.modes import autocast, sdpa_backend, watch_sdpa
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Prepared:
     # The row's reference for numerical error: () -> (eager float32 module, float32 inputs), the same weights
     # and the same input values as the measured module's (upcast where the row runs in a half type).
     reference: Callable[[], tuple[nn.Module, tuple[torch.Tensor, ...]]] | None = field(default=None, repr=False)
+    sdpa_kernel: str | None = None  # the scaled_dot_product_attention kernel(s) the eager forward picked
     # --runtime: the deploy columns (export, exporter, opset, ...; empty for eager), whether attnzoo's memory
     # tracker sees the runtime's allocations (ONNX Runtime's and OpenVINO's are their own), the files kept.
     deploy_fields: dict[str, Any] = field(default_factory=dict)
@@ -182,11 +183,15 @@ def prepare(spec, shape: Sequence[int], options, overrides: Mapping[str, Any] | 
     chosen = getattr(options, "sdpa_backend", "auto") != "auto"
     said: list = []
     try:
-        with torch.inference_mode(), (warnings.catch_warnings(record=True) if chosen else contextlib.nullcontext()) as got:
+        with torch.inference_mode(), watch_sdpa() as kernels, \
+                (warnings.catch_warnings(record=True) if chosen else contextlib.nullcontext()) as got:
             if chosen:
                 warnings.simplefilter("always")
                 said = got
             prepared.forward()  # fails here, with the block's own message, when it cannot take the shape
+        # the kernel the eager forward picked: what the row's sdpa_kernel column reports (watched here, not
+        # around a compiled module, where the watch would make Dynamo compile the block again)
+        prepared.sdpa_kernel = ",".join(dict.fromkeys(kernels)) or None
     except Exception as exc:  # noqa: BLE001
         reasons = list(dict.fromkeys(str(w.message).split("\n")[0] for w in said))
         if reasons:
