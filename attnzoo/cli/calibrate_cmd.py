@@ -17,25 +17,22 @@ COLUMNS = ("ceiling", "device", "device_name", "dtype", "threads", "rate", "unit
 
 def _rows(records) -> list[dict]:
     """One row per cached ceiling: its rate (GFLOP/s, or GB/s of main memory for the bandwidth curve)."""
-    from attnzoo.profiling.bandwidth import BandwidthCurve
-    from attnzoo.profiling.efficiency import ConvPeak, MatmulPeak
+    from attnzoo.profiling.ceilings import from_json
 
     rows = []
     for record in records:
-        key, value = record["key"], {k: tuple(v) if isinstance(v, list) else v for k, v in record["value"].items()}
+        key = record["key"]
         kind = key.get("ceiling")
         try:
-            if kind == "bandwidth":
-                curve = BandwidthCurve(**value)
-                rate, unit = curve.dram_gbs, "GB/s"
-                at = f"{max(curve.copy_sets[-1], curve.read_sets[-1]) / 2 ** 20:g} MiB working set"
-            else:
-                peak = (MatmulPeak if kind == "matmul" else ConvPeak)(**value)
-                rate, unit = peak.gflops, "GFLOP/s"
-                at = (f"{peak.size}^3 product" if kind == "matmul"
-                      else "3x3 conv at " + ",".join(map(str, peak.shape)))
-        except TypeError:  # a record this attnzoo cannot read: not shown
+            ceiling = from_json(kind, record["value"])
+        except (KeyError, TypeError):  # a record this attnzoo cannot read: not shown
             continue
+        if kind == "bandwidth":
+            rate, unit = ceiling.dram_gbs, "GB/s"
+            at = f"{max(ceiling.copy_sets[-1], ceiling.read_sets[-1]) / 2 ** 20:g} MiB working set"
+        else:
+            rate, unit = ceiling.gflops, "GFLOP/s"
+            at = f"{ceiling.size}^3 product" if kind == "matmul" else "3x3 conv at " + ",".join(map(str, ceiling.shape))
         device = key.get("device", {})
         rows.append({"ceiling": kind, "device": device.get("kind"), "device_name": device.get("name"),
                      "dtype": key.get("dtype") or "", "threads": key.get("threads"), "rate": round(rate, 1),
@@ -90,10 +87,11 @@ def calibrate_command(
                                                                          ("threads", threads)) if v is not None})
     calibration = calibrate(options.checked(), fresh=again)
     wanted = {(c.device, c.dtype, c.threads) for c in (calibration.matmul, calibration.conv)}
-    records = [r for r in ceilings.entries() if r["key"].get("ceiling") in ("matmul", "conv")
+    kept = ceilings.entries()
+    records = [r for r in kept if r["key"].get("ceiling") in ("matmul", "conv")
                and (r["value"].get("device"), r["value"].get("dtype"), r["value"].get("threads")) in wanted]
     curve_threads = calibration.bandwidth.threads
-    records += [r for r in ceilings.entries() if r["key"].get("ceiling") == "bandwidth"
+    records += [r for r in kept if r["key"].get("ceiling") == "bandwidth"
                 and r["value"].get("device") == calibration.bandwidth.device
                 and r["value"].get("threads") in (curve_threads, 1)]
     render(_rows(records), fmt, columns=COLUMNS, output=output,

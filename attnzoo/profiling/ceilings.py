@@ -204,5 +204,14 @@ def as_json(value: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
 
 
-__all__ = ["FORMAT", "KINDS", "as_json", "cache_dir", "cached", "clear", "device_identity", "entries", "make_key",
-           "note", "read", "write"]
+def from_json(kind: str, value: dict[str, Any]) -> Any:
+    """The ceiling dataclass of ``kind`` back from :func:`as_json`'s data (TypeError: not its fields)."""
+    from attnzoo.profiling.bandwidth import BandwidthCurve
+    from attnzoo.profiling.efficiency import ConvPeak, MatmulPeak
+
+    load = {"matmul": MatmulPeak, "conv": ConvPeak, "bandwidth": BandwidthCurve}[kind]
+    return load(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+
+
+__all__ = ["FORMAT", "KINDS", "as_json", "cache_dir", "cached", "clear", "device_identity", "entries", "from_json",
+           "make_key", "note", "read", "write"]

@@ -259,16 +259,15 @@ def _ceiling(kind: str, device: str, dtype, threads: int, fresh: bool, stamps: l
     """One ceiling at the current threads: from the cache, or measured and kept (bounded in time)."""
     from attnzoo.profiling import bandwidth, ceilings, efficiency
 
-    measure, load = {
-        "matmul": (lambda: efficiency.measure_matmul_peak(device, dtype), efficiency.MatmulPeak),
-        "conv": (lambda: efficiency.measure_conv_peak(device, dtype), efficiency.ConvPeak),
-        "bandwidth": (lambda: bandwidth.measure_bandwidth(device), bandwidth.BandwidthCurve),
+    measure = {
+        "matmul": lambda: efficiency.measure_matmul_peak(device, dtype),
+        "conv": lambda: efficiency.measure_conv_peak(device, dtype),
+        "bandwidth": lambda: bandwidth.measure_bandwidth(device),
     }[kind]
     key = ceilings.make_key(kind, device, None if dtype is None else str(dtype).removeprefix("torch."), threads)
     record = ceilings.cached(key, lambda: ceilings.as_json(measure()), fresh=fresh)
     stamps.append(record["measured_at"])
-    value = {k: tuple(v) if isinstance(v, list) else v for k, v in record["value"].items()}
-    return load(**value)
+    return ceilings.from_json(kind, record["value"])
 
 
 def recalibrate_if_beaten(row: dict[str, Any], options: ProfileOptions, calibration: Calibration | None):
