@@ -54,10 +54,6 @@ def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-#: The cost columns of a train row, taken from its block's profile row at the training shape.
-COST_COLUMNS = ("block_params", "macs", "fwd_ms")
-
-
 def join_cost(row: dict[str, Any], profile_row: Mapping[str, Any] | None, no_block: bool = False) -> dict[str, Any]:
     """``row`` (a training run) with its block's cost from ``profile_row`` (the profiler's row of the block at
     the training shape): MACs and forward time, and the block's parameters where training did not count

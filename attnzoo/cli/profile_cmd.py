@@ -330,8 +330,8 @@ def profile_command(
                output=output if file_fmt == "table" else None, fit=chosen is None, wide=wide)
     if output is None and fmt != "table":
         render(rows, fmt, columns=COLUMNS)
-    if nonfinite_note(rows):
-        say(nonfinite_note(rows))
+    if note := nonfinite_note(rows):
+        say(note)
     if output:
         say(f"wrote {count(len(rows), 'row')} to {output}")
     warn_unstable(rows)

@@ -389,8 +389,8 @@ def _report(rows, specs, over, fmt, output, plot, results=None, wide=False, chos
         render(fits, "table", columns=fit_columns, title=title)
         if cross:
             render(cross[0], "table", columns=cross[1], title=cross[2])
-    if nonfinite_note(rows):  # where along the sweep a block's sums or exponentials overflow
-        say(nonfinite_note(rows))
+    if note := nonfinite_note(rows):  # where along the sweep a block's sums or exponentials overflow
+        say(note)
     if output:
         say(f"{count(len(rows), 'row')} in {output}")
     warn_unstable(rows)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 FORMAT = 1  # the layout of a cache file; another layout is measured again
-KINDS = ("matmul", "conv", "bandwidth")
 
 _warned: set[str] = set()
 
@@ -213,5 +212,5 @@ def from_json(kind: str, value: dict[str, Any]) -> Any:
     return load(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
 
 
-__all__ = ["FORMAT", "KINDS", "as_json", "cache_dir", "cached", "clear", "device_identity", "entries", "from_json",
+__all__ = ["FORMAT", "as_json", "cache_dir", "cached", "clear", "device_identity", "entries", "from_json",
            "make_key", "note", "read", "write"]
